@@ -1,0 +1,167 @@
+//! billing-service: accounts and their ledger.
+
+pub mod domain;
+pub mod error;
+pub mod ledger;
+pub mod routes;
+pub mod schema;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use service_kit::config::{CommonSettings, ConfigError};
+use service_kit::db::{self, DatabaseSetupError, DbPool, Migrations, SqlMigration};
+use service_kit::server::Service;
+use service_kit::{time, with_backend};
+use utoipa::OpenApi;
+
+use crate::domain::Movement;
+use crate::error::BillingError;
+use crate::ledger::{Account, Entry, Ledger, Receipt};
+
+pub const NAME: &str = "billing-service";
+
+pub static MIGRATIONS: Migrations = Migrations(&[SqlMigration {
+    name: "2026-11-25-000001_create_accounts",
+    up: include_str!("../migrations/2026-11-25-000001_create_accounts/up.sql"),
+    down: include_str!("../migrations/2026-11-25-000001_create_accounts/down.sql"),
+}]);
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: CommonSettings,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Settings {
+            common: CommonSettings::from_env("sqlite://data/billing.db")?,
+        })
+    }
+}
+
+/// The service's state: its database.
+#[derive(Clone)]
+pub struct Billing {
+    pool: DbPool,
+}
+
+impl Billing {
+    pub async fn account(&self, user_id: i64) -> Result<Option<Account>, BillingError> {
+        db::run(
+            &self.pool,
+            move |conn| with_backend!(conn, c => Ok(c.account(user_id)?)),
+        )
+        .await
+    }
+
+    pub async fn open_account(&self, user_id: i64) -> Result<(Account, bool), BillingError> {
+        db::run(
+            &self.pool,
+            move |conn| with_backend!(conn, c => Ok(c.open_account(user_id, time::now())?)),
+        )
+        .await
+    }
+
+    /// The ledger, or `None` when there is no account.
+    pub async fn entries(&self, user_id: i64) -> Result<Option<Vec<Entry>>, BillingError> {
+        db::run(&self.pool, move |conn| {
+            with_backend!(conn, c => match c.account(user_id)? {
+                None => Ok(None),
+                Some(_) => Ok(Some(c.entries(user_id)?)),
+            })
+        })
+        .await
+    }
+
+    pub async fn apply(&self, movement: Movement) -> Result<Receipt, BillingError> {
+        let receipt = db::run(&self.pool, move |conn| {
+            with_backend!(conn, c => match c.apply(&movement, time::now()) {
+                Err(e) if e.is_reference_race() => c.apply(&movement, time::now()),
+                other => other,
+            })
+        })
+        .await?;
+        log::info!(
+            "account {} moved money; balance {} (entry {})",
+            receipt.user_id,
+            receipt.balance,
+            receipt.transaction_id
+        );
+        Ok(receipt)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "billing-service",
+        description = "Accounts and their ledger. Money is an integer number of minor units (kopecks). \
+            A balance changes only by one conditional update plus a ledger entry in one transaction, \
+            so concurrent withdrawals can never overdraw. A `reference` makes a deposit or withdrawal idempotent.",
+        license(name = "MIT", identifier = "MIT"),
+        version = "1.0.0"
+    ),
+    paths(
+        routes::accounts::get_account,
+        routes::accounts::deposit,
+        routes::accounts::withdraw,
+        routes::accounts::list_transactions,
+        routes::internal::open_account,
+        routes::internal::pay_order,
+    ),
+    components(schemas(service_kit::Problem)),
+    tags(
+        (name = "billing", description = "Accounts, deposits, withdrawals and the ledger"),
+        (name = "billing-internal", description = "Service-to-service routes; not exposed by the Ingress"),
+    )
+)]
+pub struct ApiDoc;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use routes::{accounts, internal};
+    cfg.service(
+        web::resource("/billing/accounts/{user_id}").route(web::get().to(accounts::get_account)),
+    )
+    .service(
+        web::resource("/billing/accounts/{user_id}/deposit")
+            .route(web::post().to(accounts::deposit)),
+    )
+    .service(
+        web::resource("/billing/accounts/{user_id}/withdraw")
+            .route(web::post().to(accounts::withdraw)),
+    )
+    .service(
+        web::resource("/billing/accounts/{user_id}/transactions")
+            .route(web::get().to(accounts::list_transactions)),
+    )
+    .service(
+        web::resource("/internal/billing/accounts").route(web::post().to(internal::open_account)),
+    )
+    .service(
+        web::resource("/internal/billing/accounts/{user_id}/withdraw")
+            .route(web::post().to(internal::pay_order)),
+    );
+}
+
+/// Connects the database (applying migrations) and describes the service
+/// for the server.
+pub fn service(settings: &Settings) -> Result<Service, DatabaseSetupError> {
+    let pool = db::connect(
+        &settings.common.database_url,
+        settings.common.pool_size,
+        &MIGRATIONS,
+    )?;
+    let billing = web::Data::new(Billing { pool: pool.clone() });
+    Ok(Service {
+        name: NAME,
+        docs_slug: "billing",
+        openapi: ApiDoc::openapi(),
+        database: pool,
+        routes: Arc::new(move |cfg| {
+            cfg.app_data(billing.clone());
+            routes(cfg);
+        }),
+        tasks: Vec::new(),
+    })
+}

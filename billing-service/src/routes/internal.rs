@@ -1,0 +1,109 @@
+//! Service-to-service routes: `/internal/billing/…`. Never routed by the
+//! Ingress.
+
+use actix_web::web::{self, Json, Path};
+use actix_web::HttpResponse;
+use serde::Deserialize;
+use service_kit::ids::Id;
+use service_kit::Problem;
+use utoipa::ToSchema;
+
+use super::accounts::MoneyRequest;
+use super::{AccountBody, ReceiptBody};
+use crate::domain::{Caller, EntryKind};
+use crate::error::BillingError;
+use crate::Billing;
+
+/// Whose account to open.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"user_id": 1}))]
+pub struct OpenAccountRequest {
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+}
+
+/// A withdrawal that pays an order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"amount": 40000, "reference": "order-1"}))]
+pub struct OrderPaymentRequest {
+    /// Minor units (kopecks).
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    pub amount: i64,
+    /// `order-{order_id}`: the same order is never charged twice.
+    #[schema(min_length = 1, max_length = 255)]
+    pub reference: String,
+}
+
+/// Open an account
+///
+/// Called by user-service before it confirms a new user. Idempotent: 201
+/// when created, 200 when it was already there.
+#[utoipa::path(
+    post,
+    path = "/internal/billing/accounts",
+    operation_id = "open_account",
+    tag = "billing-internal",
+    request_body = OpenAccountRequest,
+    responses(
+        (status = 201, description = "Opened with balance 0", body = AccountBody),
+        (status = 200, description = "Already open", body = AccountBody),
+        (status = 400, description = "The body is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The user id is not positive", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn open_account(
+    billing: web::Data<Billing>,
+    body: Json<OpenAccountRequest>,
+) -> Result<HttpResponse, BillingError> {
+    let user_id = Id::try_from(body.user_id).map_err(BillingError::Invalid)?;
+    let (account, created) = billing.open_account(user_id.get()).await?;
+    let mut res = if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(res
+        .insert_header(("Location", format!("/billing/accounts/{}", account.user_id)))
+        .json(AccountBody::from(account)))
+}
+
+/// Pay for an order
+///
+/// A withdrawal with a required reference; the only route that accepts
+/// `order-…` references.
+#[utoipa::path(
+    post,
+    path = "/internal/billing/accounts/{user_id}/withdraw",
+    operation_id = "pay_order",
+    tag = "billing-internal",
+    params(("user_id" = i64, Path, minimum = 1, example = 1, description = "The account's user id")),
+    request_body = OrderPaymentRequest,
+    responses(
+        (status = 200, description = "Withdrawn (or the original result of this reference)", body = ReceiptBody),
+        (status = 400, description = "The body or the id is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Insufficient funds; nothing was withdrawn", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid amount or reference, or reference reused", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn pay_order(
+    billing: web::Data<Billing>,
+    user_id: Path<Id>,
+    body: Json<OrderPaymentRequest>,
+) -> Result<Json<ReceiptBody>, BillingError> {
+    let body = body.into_inner();
+    let request = MoneyRequest {
+        amount: body.amount,
+        reference: Some(body.reference),
+    };
+    let movement = request.into_movement(
+        user_id.into_inner(),
+        EntryKind::Withdrawal,
+        Caller::OrderService,
+    )?;
+    Ok(Json(billing.apply(movement).await?.into()))
+}

@@ -1,0 +1,93 @@
+pub mod accounts;
+pub mod internal;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::ledger::{Account, Entry, Receipt};
+
+/// A billing account.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"user_id": 1, "balance": 100000, "updated_at": "2026-11-25T10:00:00Z"}))]
+pub struct AccountBody {
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    /// Minor units (kopecks); never below zero.
+    #[schema(minimum = 0)]
+    pub balance: i64,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Account> for AccountBody {
+    fn from(a: Account) -> Self {
+        AccountBody {
+            user_id: a.user_id,
+            balance: a.balance,
+            updated_at: service_kit::time::utc(a.updated_at),
+        }
+    }
+}
+
+/// The outcome of a deposit or withdrawal.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"user_id": 1, "balance": 100000, "transaction_id": 1}))]
+pub struct ReceiptBody {
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    /// The balance right after this movement, in minor units.
+    #[schema(minimum = 0)]
+    pub balance: i64,
+    /// The ledger entry's `id`.
+    #[schema(minimum = 1)]
+    pub transaction_id: i64,
+}
+
+impl From<Receipt> for ReceiptBody {
+    fn from(r: Receipt) -> Self {
+        ReceiptBody {
+            user_id: r.user_id,
+            balance: r.balance,
+            transaction_id: r.transaction_id,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKindBody {
+    Deposit,
+    Withdrawal,
+}
+
+/// One ledger entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntryBody {
+    #[schema(minimum = 1)]
+    pub id: i64,
+    pub kind: EntryKindBody,
+    /// Minor units.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    pub amount: i64,
+    #[schema(minimum = 0)]
+    pub balance_after: i64,
+    #[schema(required = true)]
+    pub reference: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Entry> for EntryBody {
+    fn from(e: Entry) -> Self {
+        EntryBody {
+            id: e.id,
+            kind: if e.kind == "deposit" {
+                EntryKindBody::Deposit
+            } else {
+                EntryKindBody::Withdrawal
+            },
+            amount: e.amount,
+            balance_after: e.balance_after,
+            reference: e.reference,
+            created_at: service_kit::time::utc(e.created_at),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+diesel::table! {
+    accounts (user_id) {
+        user_id -> BigInt,
+        balance -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ledger_entries (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        kind -> Text,
+        amount -> BigInt,
+        balance_after -> BigInt,
+        reference -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(ledger_entries -> accounts (user_id));
+diesel::allow_tables_to_appear_in_same_query!(accounts, ledger_entries);

@@ -1,0 +1,176 @@
+//! Configuration from the environment. A bad value stops start-up with one
+//! line naming the variable.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::db::DatabaseUrl;
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {name}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Reads `name`, or `default` when it is unset or empty.
+pub fn var_or<T>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => parse(name, &v),
+        _ => Ok(default),
+    }
+}
+
+/// Reads `name`, which must be set.
+pub fn required<T>(name: &'static str) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => parse(name, &v),
+        _ => Err(ConfigError {
+            name,
+            value: String::new(),
+            reason: "must be set".into(),
+        }),
+    }
+}
+
+/// Reads `name` if set.
+pub fn optional<T>(name: &'static str) -> Result<Option<T>, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => parse(name, &v).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn parse<T>(name: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    value.trim().parse().map_err(|e: T::Err| ConfigError {
+        name,
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// A duration written in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Millis(pub Duration);
+
+impl FromStr for Millis {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(Millis(Duration::from_millis(ms))),
+            _ => Err("expected a positive number of milliseconds".into()),
+        }
+    }
+}
+
+/// A peer's base URL: `http://host:port`, no trailing slash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseUrl(String);
+
+impl BaseUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+}
+
+impl FromStr for BaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let rest = s
+            .strip_prefix("http://")
+            .or_else(|| s.strip_prefix("https://"))
+            .ok_or("expected an http:// URL")?;
+        if rest.trim_end_matches('/').is_empty() || rest.contains(char::is_whitespace) {
+            return Err("expected http://host[:port]".into());
+        }
+        Ok(BaseUrl(s.trim_end_matches('/').to_owned()))
+    }
+}
+
+/// What every service reads: where to listen, where its database is, how
+/// big its pool is.
+#[derive(Debug, Clone)]
+pub struct CommonSettings {
+    pub bind_addr: SocketAddr,
+    pub database_url: DatabaseUrl,
+    pub pool_size: u32,
+}
+
+impl CommonSettings {
+    /// `default_sqlite` is used when `DATABASE_URL` is unset: the embedded default.
+    pub fn from_env(default_sqlite: &str) -> Result<Self, ConfigError> {
+        Ok(CommonSettings {
+            bind_addr: var_or("BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            database_url: var_or(
+                "DATABASE_URL",
+                default_sqlite.parse().expect("valid default"),
+            )?,
+            pool_size: pool_size()?,
+        })
+    }
+}
+
+pub fn pool_size() -> Result<u32, ConfigError> {
+    let size: u32 = var_or("DATABASE_POOL_SIZE", 10)?;
+    if size == 0 {
+        return Err(ConfigError {
+            name: "DATABASE_POOL_SIZE",
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_lose_the_trailing_slash() {
+        let url: BaseUrl = "http://billing:8080/".parse().unwrap();
+        assert_eq!(url.join("/x"), "http://billing:8080/x");
+    }
+
+    #[test]
+    fn base_urls_need_a_scheme_and_a_host() {
+        assert!("billing:8080".parse::<BaseUrl>().is_err());
+        assert!("http://".parse::<BaseUrl>().is_err());
+        assert!("ftp://x".parse::<BaseUrl>().is_err());
+    }
+
+    #[test]
+    fn millis_are_positive() {
+        assert!("0".parse::<Millis>().is_err());
+        assert!("abc".parse::<Millis>().is_err());
+        assert_eq!(
+            "250".parse::<Millis>().unwrap().0,
+            Duration::from_millis(250)
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! `Idempotency-Key` on creating requests: the first request with a key
+//! claims it (in the same transaction that writes the resource), and its
+//! final answer is stored; a repeat with the same body gets that answer, a
+//! repeat with another body gets 422, a repeat while the first still runs
+//! gets 409.
+//!
+//! Each service that uses it has an `idempotency_keys` table created by its
+//! own migrations (the SQL is in `IDEMPOTENCY_KEYS_SQL`'s doc).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::problem::Problem;
+
+pub const HEADER: &str = "Idempotency-Key";
+
+diesel::table! {
+    idempotency_keys (key) {
+        key -> Text,
+        request -> Text,
+        resource_id -> Nullable<BigInt>,
+        status_code -> Nullable<Integer>,
+        response_body -> Nullable<Text>,
+        location -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+/// A client-chosen key: 1..=255 characters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// The request's key, if it sent one; a present but unusable key is a 400.
+    pub fn from_request(req: &HttpRequest) -> Result<Option<Self>, Problem> {
+        let Some(value) = req.headers().get(HEADER) else {
+            return Ok(None);
+        };
+        let text = value
+            .to_str()
+            .map_err(|_| Problem::bad_request("Idempotency-Key must be visible ASCII text"))?;
+        if text.is_empty() || text.chars().count() > 255 {
+            return Err(Problem::bad_request(
+                "Idempotency-Key must be 1 to 255 characters long",
+            ));
+        }
+        Ok(Some(IdempotencyKey(text.to_owned())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An answer kept for replays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+    pub location: Option<String>,
+}
+
+impl StoredResponse {
+    pub fn to_response(&self) -> HttpResponse {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
+        let mut res = HttpResponse::build(status);
+        res.content_type("application/json");
+        if let Some(location) = &self.location {
+            res.insert_header((actix_web::http::header::LOCATION, location.as_str()));
+        }
+        res.insert_header(("Idempotent-Replayed", "true"));
+        res.body(self.body.clone())
+    }
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = idempotency_keys)]
+struct KeyRow {
+    request: String,
+    status_code: Option<i32>,
+    response_body: Option<String>,
+    location: Option<String>,
+}
+
+/// What a key says about a request carrying it.
+#[derive(Debug, PartialEq)]
+pub enum Claim {
+    /// First use: go ahead.
+    Fresh,
+    /// Done before with this body: answer this.
+    Replay(StoredResponse),
+    /// Used before with another body.
+    Mismatch,
+    /// The first request with this key has not finished.
+    InProgress,
+}
+
+impl Claim {
+    /// The answer for anything but `Fresh`.
+    pub fn into_answer(self) -> Option<HttpResponse> {
+        match self {
+            Claim::Fresh => None,
+            Claim::Replay(stored) => Some(stored.to_response()),
+            Claim::Mismatch => Some(
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency-key-reused",
+                    "Idempotency-Key reused",
+                    "this Idempotency-Key was used with a different request body",
+                )
+                .to_response(),
+            ),
+            Claim::InProgress => Some(
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    "request-in-progress",
+                    "Request in progress",
+                    "a request with this Idempotency-Key is still being processed; retry shortly",
+                )
+                .to_response(),
+            ),
+        }
+    }
+}
+
+fn judge(row: KeyRow, request: &str) -> Claim {
+    if row.request != request {
+        return Claim::Mismatch;
+    }
+    match (row.status_code, row.response_body) {
+        (Some(status), Some(body)) => Claim::Replay(StoredResponse {
+            status: u16::try_from(status).unwrap_or(200),
+            body,
+            location: row.location,
+        }),
+        _ => Claim::InProgress,
+    }
+}
+
+/// Key bookkeeping, the same code compiled for each backend.
+pub trait IdempotencyStore {
+    /// What the key says, without claiming it.
+    fn check_key(&mut self, key: &IdempotencyKey, request: &str) -> QueryResult<Claim>;
+    /// Claims the key for `request` unless it is known; call inside the
+    /// transaction that writes the resource.
+    fn claim_key(
+        &mut self,
+        key: &IdempotencyKey,
+        request: &str,
+        now: NaiveDateTime,
+    ) -> QueryResult<Claim>;
+    fn attach_resource(&mut self, key: &IdempotencyKey, resource_id: i64) -> QueryResult<()>;
+    /// Stores the final answer for replays.
+    fn complete_key(&mut self, key: &str, response: &StoredResponse) -> QueryResult<()>;
+    /// Completes the unfinished key of `resource_id`, if one exists.
+    fn complete_key_of_resource(
+        &mut self,
+        resource_id: i64,
+        response: &StoredResponse,
+    ) -> QueryResult<()>;
+    /// Forgets the key so that a retry runs afresh (the request failed
+    /// without leaving anything behind).
+    fn release_key(&mut self, key: &IdempotencyKey) -> QueryResult<()>;
+}
+
+macro_rules! idempotency_store {
+    ($conn:ty) => {
+        impl IdempotencyStore for $conn {
+            fn check_key(&mut self, key: &IdempotencyKey, request: &str) -> QueryResult<Claim> {
+                let row = idempotency_keys::table
+                    .find(key.as_str())
+                    .select(KeyRow::as_select())
+                    .first(self)
+                    .optional()?;
+                Ok(row.map_or(Claim::Fresh, |row| judge(row, request)))
+            }
+
+            fn claim_key(
+                &mut self,
+                key: &IdempotencyKey,
+                request: &str,
+                now: NaiveDateTime,
+            ) -> QueryResult<Claim> {
+                let inserted = diesel::insert_into(idempotency_keys::table)
+                    .values((
+                        idempotency_keys::key.eq(key.as_str()),
+                        idempotency_keys::request.eq(request),
+                        idempotency_keys::created_at.eq(now),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(self)?;
+                if inserted == 1 {
+                    Ok(Claim::Fresh)
+                } else {
+                    self.check_key(key, request)
+                }
+            }
+
+            fn attach_resource(
+                &mut self,
+                key: &IdempotencyKey,
+                resource_id: i64,
+            ) -> QueryResult<()> {
+                diesel::update(idempotency_keys::table.find(key.as_str()))
+                    .set(idempotency_keys::resource_id.eq(resource_id))
+                    .execute(self)
+                    .map(drop)
+            }
+
+            fn complete_key(&mut self, key: &str, response: &StoredResponse) -> QueryResult<()> {
+                diesel::update(idempotency_keys::table.find(key))
+                    .set((
+                        idempotency_keys::status_code.eq(i32::from(response.status)),
+                        idempotency_keys::response_body.eq(&response.body),
+                        idempotency_keys::location.eq(&response.location),
+                    ))
+                    .execute(self)
+                    .map(drop)
+            }
+
+            fn complete_key_of_resource(
+                &mut self,
+                resource_id: i64,
+                response: &StoredResponse,
+            ) -> QueryResult<()> {
+                diesel::update(
+                    idempotency_keys::table
+                        .filter(idempotency_keys::resource_id.eq(resource_id))
+                        .filter(idempotency_keys::status_code.is_null()),
+                )
+                .set((
+                    idempotency_keys::status_code.eq(i32::from(response.status)),
+                    idempotency_keys::response_body.eq(&response.body),
+                    idempotency_keys::location.eq(&response.location),
+                ))
+                .execute(self)
+                .map(drop)
+            }
+
+            fn release_key(&mut self, key: &IdempotencyKey) -> QueryResult<()> {
+                diesel::delete(idempotency_keys::table.find(key.as_str()))
+                    .execute(self)
+                    .map(drop)
+            }
+        }
+    };
+}
+
+idempotency_store!(diesel::PgConnection);
+idempotency_store!(diesel::SqliteConnection);
+
+/// The SQL each service's migration uses for the table (kept here so the
+/// two copies can be checked against it).
+pub const IDEMPOTENCY_KEYS_SQL: &str = "CREATE TABLE idempotency_keys (
+    key VARCHAR(255) PRIMARY KEY NOT NULL,
+    request TEXT NOT NULL,
+    resource_id BIGINT,
+    status_code INTEGER,
+    response_body TEXT,
+    location TEXT,
+    created_at TIMESTAMP NOT NULL
+);";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(request: &str, status: Option<i32>) -> KeyRow {
+        KeyRow {
+            request: request.into(),
+            status_code: status,
+            response_body: status.map(|_| "{}".into()),
+            location: None,
+        }
+    }
+
+    #[test]
+    fn judges_repeats() {
+        assert_eq!(judge(row("a", None), "b"), Claim::Mismatch);
+        assert_eq!(judge(row("a", None), "a"), Claim::InProgress);
+        assert!(matches!(judge(row("a", Some(201)), "a"), Claim::Replay(s) if s.status == 201));
+    }
+
+    #[test]
+    fn keys_are_1_to_255_chars() {
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        assert_eq!(IdempotencyKey::from_request(&req).unwrap(), None);
+        let req = actix_web::test::TestRequest::default()
+            .insert_header((HEADER, "k-1"))
+            .to_http_request();
+        assert_eq!(
+            IdempotencyKey::from_request(&req)
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "k-1"
+        );
+        let long = "x".repeat(256);
+        let req = actix_web::test::TestRequest::default()
+            .insert_header((HEADER, long.as_str()))
+            .to_http_request();
+        assert!(IdempotencyKey::from_request(&req).is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! Calls to other services: one shared `reqwest::Client` per process, a
+//! timeout on every call, the request id forwarded, and retries with
+//! jittered exponential backoff only where repeating is safe.
+
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::config::BaseUrl;
+use crate::problem::Problem;
+use crate::request_id;
+
+/// The process's one HTTP client. Plain HTTP inside the cluster; keep-alive
+/// pools per peer.
+pub fn client(call_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(call_timeout.min(Duration::from_secs(2)))
+        .timeout(call_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(128)
+        .tcp_nodelay(true)
+        .build()
+        .expect("a plain HTTP client always builds")
+}
+
+/// Another service, as seen from this one.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub name: &'static str,
+    base: BaseUrl,
+    client: reqwest::Client,
+}
+
+/// A peer's final answer: a success, or a refusal (4xx) that is a business
+/// answer and must not be retried.
+#[derive(Debug)]
+pub enum Answer<T> {
+    Success(StatusCode, T),
+    Refused(Problem),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{peer} is unreachable: {reason}")]
+    Unreachable { peer: &'static str, reason: String },
+    #[error("{peer} failed with {status}")]
+    ServerError {
+        peer: &'static str,
+        status: StatusCode,
+    },
+    #[error("{peer} sent an answer we cannot read: {reason}")]
+    BadAnswer { peer: &'static str, reason: String },
+    #[error("{peer} did not answer within the request's budget")]
+    BudgetExhausted { peer: &'static str },
+}
+
+impl CallError {
+    /// Transport errors, timeouts and 5xx may succeed next time.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            CallError::Unreachable { .. } | CallError::ServerError { .. }
+        )
+    }
+}
+
+impl Peer {
+    pub fn new(name: &'static str, base: BaseUrl, client: reqwest::Client) -> Self {
+        Peer { name, base, client }
+    }
+
+    pub fn base(&self) -> &BaseUrl {
+        &self.base
+    }
+
+    /// A request to `path` carrying this task's request id.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let id = request_id::current().unwrap_or_else(request_id::generate);
+        self.client
+            .request(method, self.base.join(path))
+            .header(request_id::HEADER.as_str(), id)
+    }
+
+    /// Sends once and sorts the outcome into an answer or an error.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        req: RequestBuilder,
+    ) -> Result<Answer<T>, CallError> {
+        let peer = self.name;
+        let res = req.send().await.map_err(|e| CallError::Unreachable {
+            peer,
+            reason: describe(&e),
+        })?;
+        let status = res.status();
+        if status.is_server_error() {
+            return Err(CallError::ServerError { peer, status });
+        }
+        let bytes = res.bytes().await.map_err(|e| CallError::Unreachable {
+            peer,
+            reason: describe(&e),
+        })?;
+        let unreadable = |e: serde_json::Error| CallError::BadAnswer {
+            peer,
+            reason: format!("{status}: {e}"),
+        };
+        if status.is_success() {
+            Ok(Answer::Success(
+                status,
+                serde_json::from_slice(&bytes).map_err(unreadable)?,
+            ))
+        } else {
+            Ok(Answer::Refused(
+                serde_json::from_slice(&bytes).map_err(unreadable)?,
+            ))
+        }
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// How hard to try one call before giving up for this request.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// All attempts and waits together stay within this.
+    pub budget: Duration,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    pub max_retries: usize,
+}
+
+impl RetryPolicy {
+    pub fn within(budget: Duration) -> Self {
+        RetryPolicy {
+            budget,
+            min_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(1),
+            max_retries: 8,
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or the budget is spent.
+/// `on_retry` is told of each retry (for logs and metrics).
+pub async fn with_retries<T, Fut>(
+    policy: RetryPolicy,
+    peer: &'static str,
+    attempt: impl FnMut() -> Fut,
+    on_retry: impl Fn(&CallError),
+) -> Result<T, CallError>
+where
+    Fut: Future<Output = Result<T, CallError>>,
+{
+    let backoff = ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(policy.min_delay)
+        .with_max_delay(policy.max_delay)
+        .with_max_times(policy.max_retries)
+        .with_total_delay(Some(policy.budget));
+    let retried = attempt
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(CallError::is_retryable)
+        .notify(|e, wait| {
+            log::warn!("{e}; retrying in {}ms", wait.as_millis());
+            on_retry(e);
+        });
+    tokio::time::timeout(policy.budget, retried)
+        .await
+        .unwrap_or(Err(CallError::BudgetExhausted { peer }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn quick() -> RetryPolicy {
+        RetryPolicy {
+            budget: Duration::from_millis(500),
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            max_retries: 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_transient_failures_then_succeeds() {
+        let calls = AtomicUsize::new(0);
+        let out = with_retries(
+            quick(),
+            "billing",
+            || async {
+                if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                    Err(CallError::ServerError {
+                        peer: "billing",
+                        status: StatusCode::BAD_GATEWAY,
+                    })
+                } else {
+                    Ok(7)
+                }
+            },
+            |_| {},
+        )
+        .await;
+        assert_eq!(out.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn never_retries_an_unreadable_answer() {
+        let calls = AtomicUsize::new(0);
+        let out: Result<(), _> = with_retries(
+            quick(),
+            "billing",
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(CallError::BadAnswer {
+                    peer: "billing",
+                    reason: "x".into(),
+                })
+            },
+            |_| {},
+        )
+        .await;
+        assert!(out.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn gives_up_when_the_budget_is_spent() {
+        let policy = RetryPolicy {
+            budget: Duration::from_millis(50),
+            ..quick()
+        };
+        let out: Result<(), _> = with_retries(
+            policy,
+            "billing",
+            || async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok(())
+            },
+            |_| {},
+        )
+        .await;
+        assert!(matches!(out, Err(CallError::BudgetExhausted { .. })));
+    }
+}

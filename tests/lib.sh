@@ -1,0 +1,114 @@
+# Shared by the test stages: sourced, never run. Every helper here starts
+# only what it needs and registers its own clean-up.
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export REPO_ROOT
+ARTIFACTS="$REPO_ROOT/tests/artifacts"
+mkdir -p "$ARTIFACTS"
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+# apt packages, installed once and only when missing.
+ensure_debs() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# Node packages from the committed lock file.
+ensure_node_modules() {
+  if [ ! -x "$REPO_ROOT/node_modules/.bin/newman" ] || [ "$REPO_ROOT/package-lock.json" -nt "$REPO_ROOT/node_modules/.package-lock.json" ]; then
+    log "npm ci"
+    (cd "$REPO_ROOT" && npm ci --no-audit --no-fund >/dev/null)
+  fi
+  export PATH="$REPO_ROOT/node_modules/.bin:$PATH"
+}
+
+# Python tools pinned in tests/requirements.txt, in a venv inside the clone.
+ensure_python_tools() {
+  local venv="$REPO_ROOT/.venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+  fi
+  if ! cmp -s "$REPO_ROOT/tests/requirements.txt" "$venv/.installed-requirements" 2>/dev/null; then
+    log "pip install -r tests/requirements.txt"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$REPO_ROOT/tests/requirements.txt"
+    cp "$REPO_ROOT/tests/requirements.txt" "$venv/.installed-requirements"
+  fi
+  export PATH="$venv/bin:$PATH"
+}
+
+# The local PostgreSQL (trust auth on 127.0.0.1:5432), started if it is down.
+ensure_postgres() {
+  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    log "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  pg_isready -h 127.0.0.1 -p 5432
+}
+
+# A fresh PostgreSQL database; prints its URL.
+fresh_pg_database() {
+  local name="$1"
+  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null
+  psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE \"$name\"" >/dev/null
+  echo "postgres://postgres@127.0.0.1:5432/$name"
+}
+
+drop_pg_database() {
+  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true
+}
+
+# A TCP port nobody listens on right now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Waits until URL answers 200, up to $2 seconds (default 60).
+wait_for_http() {
+  local url="$1" limit="${2:-60}"
+  for _ in $(seq 1 $((limit * 5))); do
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "timed out waiting for $url" >&2
+  return 1
+}
+
+# The release binaries, built once per run.
+build_release() {
+  if [ -z "${RELEASE_BUILT:-}" ]; then
+    log "cargo build --release --bins"
+    (cd "$REPO_ROOT" && cargo build --release --locked --bins -q)
+    export RELEASE_BUILT=1
+  fi
+}
+BIN="$REPO_ROOT/target/release"
+
+# Background processes started by a stage; killed (TERM, then KILL) on exit.
+STARTED_PIDS=()
+stop_started() {
+  local pid
+  for pid in "${STARTED_PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${STARTED_PIDS[@]:-}"; do
+    [ -n "$pid" ] || continue
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  STARTED_PIDS=()
+}
+start_bg() {
+  local logfile="$1"; shift
+  "$@" >"$logfile" 2>&1 &
+  STARTED_PIDS+=("$!")
+}
