@@ -36,14 +36,10 @@ impl Reference {
     pub fn parse(value: String, caller: Caller) -> Result<Reference, String> {
         let len = value.chars().count();
         if !(1..=255).contains(&len) {
-            return Err(format!(
-                "reference must be 1 to 255 characters long, got {len}"
-            ));
+            return Err(format!("reference must be 1 to 255 characters long, got {len}"));
         }
         if caller == Caller::Public && value.starts_with(ORDER_PREFIX) {
-            return Err(format!(
-                "references starting with '{ORDER_PREFIX}' are reserved for order payments"
-            ));
+            return Err(format!("references starting with '{ORDER_PREFIX}' are reserved for order payments"));
         }
         Ok(Reference(value))
     }

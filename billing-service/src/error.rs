@@ -36,30 +36,18 @@ impl From<&BillingError> for Problem {
     fn from(e: &BillingError) -> Problem {
         let detail = e.to_string();
         match e {
-            BillingError::NoAccount(_) => Problem::new(
-                StatusCode::NOT_FOUND,
-                "account-not-found",
-                "Account not found",
-                detail,
-            ),
-            BillingError::InsufficientFunds { .. } => Problem::new(
-                StatusCode::CONFLICT,
-                "insufficient-funds",
-                "Insufficient funds",
-                detail,
-            ),
-            BillingError::BalanceOverflow => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "balance-overflow",
-                "Balance overflow",
-                detail,
-            ),
-            BillingError::ReferenceReused => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "reference-reused",
-                "Reference reused",
-                detail,
-            ),
+            BillingError::NoAccount(_) => {
+                Problem::new(StatusCode::NOT_FOUND, "account-not-found", "Account not found", detail)
+            }
+            BillingError::InsufficientFunds { .. } => {
+                Problem::new(StatusCode::CONFLICT, "insufficient-funds", "Insufficient funds", detail)
+            }
+            BillingError::BalanceOverflow => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "balance-overflow", "Balance overflow", detail)
+            }
+            BillingError::ReferenceReused => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "reference-reused", "Reference reused", detail)
+            }
             BillingError::Invalid(_) => Problem::validation(detail),
             BillingError::Storage(s) => Problem::from(s),
         }

@@ -34,9 +34,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Settings {
-            common: CommonSettings::from_env("sqlite://data/billing.db")?,
-        })
+        Ok(Settings { common: CommonSettings::from_env("sqlite://data/billing.db")? })
     }
 }
 
@@ -48,19 +46,11 @@ pub struct Billing {
 
 impl Billing {
     pub async fn account(&self, user_id: i64) -> Result<Option<Account>, BillingError> {
-        db::run(
-            &self.pool,
-            move |conn| with_backend!(conn, c => Ok(c.account(user_id)?)),
-        )
-        .await
+        db::run(&self.pool, move |conn| with_backend!(conn, c => Ok(c.account(user_id)?))).await
     }
 
     pub async fn open_account(&self, user_id: i64) -> Result<(Account, bool), BillingError> {
-        db::run(
-            &self.pool,
-            move |conn| with_backend!(conn, c => Ok(c.open_account(user_id, time::now())?)),
-        )
-        .await
+        db::run(&self.pool, move |conn| with_backend!(conn, c => Ok(c.open_account(user_id, time::now())?))).await
     }
 
     /// The ledger, or `None` when there is no account.
@@ -120,38 +110,22 @@ pub struct ApiDoc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use routes::{accounts, internal};
-    cfg.service(
-        web::resource("/billing/accounts/{user_id}").route(web::get().to(accounts::get_account)),
-    )
-    .service(
-        web::resource("/billing/accounts/{user_id}/deposit")
-            .route(web::post().to(accounts::deposit)),
-    )
-    .service(
-        web::resource("/billing/accounts/{user_id}/withdraw")
-            .route(web::post().to(accounts::withdraw)),
-    )
-    .service(
-        web::resource("/billing/accounts/{user_id}/transactions")
-            .route(web::get().to(accounts::list_transactions)),
-    )
-    .service(
-        web::resource("/internal/billing/accounts").route(web::post().to(internal::open_account)),
-    )
-    .service(
-        web::resource("/internal/billing/accounts/{user_id}/withdraw")
-            .route(web::post().to(internal::pay_order)),
-    );
+    cfg.service(web::resource("/billing/accounts/{user_id}").route(web::get().to(accounts::get_account)))
+        .service(web::resource("/billing/accounts/{user_id}/deposit").route(web::post().to(accounts::deposit)))
+        .service(web::resource("/billing/accounts/{user_id}/withdraw").route(web::post().to(accounts::withdraw)))
+        .service(
+            web::resource("/billing/accounts/{user_id}/transactions").route(web::get().to(accounts::list_transactions)),
+        )
+        .service(web::resource("/internal/billing/accounts").route(web::post().to(internal::open_account)))
+        .service(
+            web::resource("/internal/billing/accounts/{user_id}/withdraw").route(web::post().to(internal::pay_order)),
+        );
 }
 
 /// Connects the database (applying migrations) and describes the service
 /// for the server.
 pub fn service(settings: &Settings) -> Result<Service, DatabaseSetupError> {
-    let pool = db::connect(
-        &settings.common.database_url,
-        settings.common.pool_size,
-        &MIGRATIONS,
-    )?;
+    let pool = db::connect(&settings.common.database_url, settings.common.pool_size, &MIGRATIONS)?;
     let billing = web::Data::new(Billing { pool: pool.clone() });
     Ok(Service {
         name: NAME,

@@ -19,5 +19,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    declined_withdrawals (user_id, reference) {
+        user_id -> BigInt,
+        reference -> Text,
+        amount -> BigInt,
+        balance -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(ledger_entries -> accounts (user_id));
-diesel::allow_tables_to_appear_in_same_query!(accounts, ledger_entries);
+diesel::allow_tables_to_appear_in_same_query!(accounts, ledger_entries, declined_withdrawals);

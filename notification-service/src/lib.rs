@@ -1,1 +1,76 @@
+//! notification-service: stores the letters order-service sends.
 
+pub mod letters;
+pub mod routes;
+pub mod schema;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use service_kit::config::{CommonSettings, ConfigError};
+use service_kit::db::{self, DatabaseSetupError, DbPool, Migrations, SqlMigration};
+use service_kit::server::Service;
+use utoipa::OpenApi;
+
+pub const NAME: &str = "notification-service";
+
+pub static MIGRATIONS: Migrations = Migrations(&[SqlMigration {
+    name: "2026-11-25-000001_create_notifications",
+    up: include_str!("../migrations/2026-11-25-000001_create_notifications/up.sql"),
+    down: include_str!("../migrations/2026-11-25-000001_create_notifications/down.sql"),
+}]);
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: CommonSettings,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Settings { common: CommonSettings::from_env("sqlite://data/notifications.db")? })
+    }
+}
+
+#[derive(Clone)]
+pub struct Notifications {
+    pool: DbPool,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "notification-service",
+        description = "Letters to users about their orders. Nothing is really sent: letters are stored and listed. \
+            A letter is stored once per `(order_id, kind)`, however often order-service posts it.",
+        license(name = "MIT", identifier = "MIT"),
+        version = "1.0.0"
+    ),
+    paths(routes::list, routes::send),
+    components(schemas(service_kit::Problem)),
+    tags(
+        (name = "notifications", description = "Letters sent to users"),
+        (name = "notifications-internal", description = "Service-to-service routes; not exposed by the Ingress"),
+    )
+)]
+pub struct ApiDoc;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/notifications").route(web::get().to(routes::list)))
+        .service(web::resource("/internal/notifications").route(web::post().to(routes::send)));
+}
+
+pub fn service(settings: &Settings) -> Result<Service, DatabaseSetupError> {
+    let pool = db::connect(&settings.common.database_url, settings.common.pool_size, &MIGRATIONS)?;
+    let state = web::Data::new(Notifications { pool: pool.clone() });
+    Ok(Service {
+        name: NAME,
+        docs_slug: "notifications",
+        openapi: ApiDoc::openapi(),
+        database: pool,
+        routes: Arc::new(move |cfg| {
+            cfg.app_data(state.clone());
+            routes(cfg);
+        }),
+        tasks: Vec::new(),
+    })
+}

@@ -1,1 +1,133 @@
+//! order-service: orders, and the saga that pays for them and tells the
+//! user.
 
+pub mod book;
+pub mod error;
+pub mod metrics;
+pub mod peers;
+pub mod routes;
+pub mod saga;
+pub mod schema;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use service_kit::config::{self, BaseUrl, CommonSettings, ConfigError, Millis};
+use service_kit::db::{self, DatabaseSetupError, Migrations, SqlMigration};
+use service_kit::peer::{self, Peer};
+use service_kit::server::Service;
+use utoipa::OpenApi;
+
+use crate::peers::Peers;
+use crate::saga::OrderSaga;
+
+pub const NAME: &str = "order-service";
+
+pub static MIGRATIONS: Migrations = Migrations(&[SqlMigration {
+    name: "2026-11-25-000001_create_orders",
+    up: include_str!("../migrations/2026-11-25-000001_create_orders/up.sql"),
+    down: include_str!("../migrations/2026-11-25-000001_create_orders/down.sql"),
+}]);
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: CommonSettings,
+    pub user_url: BaseUrl,
+    pub billing_url: BaseUrl,
+    pub notification_url: BaseUrl,
+    /// Per call to a peer.
+    pub http_timeout: Duration,
+    /// How long one `POST /orders` works before answering 202.
+    pub budget: Duration,
+    pub recovery_interval: Duration,
+}
+
+impl Settings {
+    /// `default_peer` stands in for unset peer URLs (the all-in-one run
+    /// points them at itself); without one they are required.
+    pub fn from_env(default_peer: Option<BaseUrl>) -> Result<Self, ConfigError> {
+        let peer = |name: &'static str| match &default_peer {
+            Some(url) => config::var_or(name, url.clone()),
+            None => config::required(name),
+        };
+        Ok(Settings {
+            common: CommonSettings::from_env("sqlite://data/orders.db")?,
+            user_url: peer("USER_SERVICE_URL")?,
+            billing_url: peer("BILLING_SERVICE_URL")?,
+            notification_url: peer("NOTIFICATION_SERVICE_URL")?,
+            http_timeout: config::var_or("HTTP_TIMEOUT_MS", Millis(Duration::from_secs(2)))?.0,
+            budget: config::var_or("ORDER_BUDGET_MS", Millis(Duration::from_secs(5)))?.0,
+            recovery_interval: config::var_or("RECOVERY_INTERVAL_MS", Millis(Duration::from_secs(5)))?.0,
+        })
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "order-service",
+        description = "Orders. Placing an order runs the order saga: the price is withdrawn through billing-service \
+            (reference `order-{id}`, so an order is never charged twice), the order becomes `paid` or `rejected`, \
+            and notification-service stores a happy or a sad letter for the user. Prices are integer minor units (kopecks).",
+        license(name = "MIT", identifier = "MIT"),
+        version = "1.0.0"
+    ),
+    paths(routes::create_order, routes::get_order, routes::list_orders),
+    components(schemas(service_kit::Problem)),
+    tags((name = "orders", description = "Placing and reading orders"))
+)]
+pub struct ApiDoc;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/orders").route(web::post().to(routes::create_order)).route(web::get().to(routes::list_orders)),
+    )
+    .service(web::resource("/orders/{id}").route(web::get().to(routes::get_order)));
+}
+
+pub fn service(settings: &Settings, client: reqwest::Client) -> Result<Service, DatabaseSetupError> {
+    let pool = db::connect(&settings.common.database_url, settings.common.pool_size, &MIGRATIONS)?;
+    metrics::register();
+    let saga = OrderSaga {
+        pool: pool.clone(),
+        peers: Peers {
+            users: Peer::new("user-service", settings.user_url.clone(), client.clone()),
+            billing: Peer::new("billing-service", settings.billing_url.clone(), client.clone()),
+            notifications: Peer::new("notification-service", settings.notification_url.clone(), client),
+        },
+        budget: settings.budget,
+        // Past the request's budget, with room for its last writes.
+        lease: settings.budget + Duration::from_secs(5),
+    };
+    let recovery = recovery_loop(saga.clone(), settings.recovery_interval);
+    let saga = web::Data::new(saga);
+    Ok(Service {
+        name: NAME,
+        docs_slug: "orders",
+        openapi: ApiDoc::openapi(),
+        database: pool,
+        routes: Arc::new(move |cfg| {
+            cfg.app_data(saga.clone());
+            routes(cfg);
+        }),
+        tasks: vec![Box::pin(recovery)],
+    })
+}
+
+/// At start-up and then every `every`: finish what requests left unfinished.
+async fn recovery_loop(saga: OrderSaga, every: Duration) {
+    loop {
+        let id = format!("recovery-{}", service_kit::request_id::generate());
+        match service_kit::request_id::scope(id, saga.recover()).await {
+            Ok(0) => {}
+            Ok(n) => log::info!("recovery finished {n} order(s)"),
+            Err(e) => log::warn!("order recovery failed: {e}"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+pub fn http_client(settings: &Settings) -> reqwest::Client {
+    peer::client(settings.http_timeout)
+}

@@ -36,11 +36,7 @@ where
 {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => parse(name, &v),
-        _ => Err(ConfigError {
-            name,
-            value: String::new(),
-            reason: "must be set".into(),
-        }),
+        _ => Err(ConfigError { name, value: String::new(), reason: "must be set".into() }),
     }
 }
 
@@ -61,11 +57,7 @@ where
     T: FromStr,
     T::Err: Display,
 {
-    value.trim().parse().map_err(|e: T::Err| ConfigError {
-        name,
-        value: value.to_owned(),
-        reason: e.to_string(),
-    })
+    value.trim().parse().map_err(|e: T::Err| ConfigError { name, value: value.to_owned(), reason: e.to_string() })
 }
 
 /// A duration written in milliseconds.
@@ -101,10 +93,7 @@ impl FromStr for BaseUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rest = s
-            .strip_prefix("http://")
-            .or_else(|| s.strip_prefix("https://"))
-            .ok_or("expected an http:// URL")?;
+        let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://")).ok_or("expected an http:// URL")?;
         if rest.trim_end_matches('/').is_empty() || rest.contains(char::is_whitespace) {
             return Err("expected http://host[:port]".into());
         }
@@ -126,10 +115,7 @@ impl CommonSettings {
     pub fn from_env(default_sqlite: &str) -> Result<Self, ConfigError> {
         Ok(CommonSettings {
             bind_addr: var_or("BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
-            database_url: var_or(
-                "DATABASE_URL",
-                default_sqlite.parse().expect("valid default"),
-            )?,
+            database_url: var_or("DATABASE_URL", default_sqlite.parse().expect("valid default"))?,
             pool_size: pool_size()?,
         })
     }
@@ -138,11 +124,7 @@ impl CommonSettings {
 pub fn pool_size() -> Result<u32, ConfigError> {
     let size: u32 = var_or("DATABASE_POOL_SIZE", 10)?;
     if size == 0 {
-        return Err(ConfigError {
-            name: "DATABASE_POOL_SIZE",
-            value: "0".into(),
-            reason: "must be at least 1".into(),
-        });
+        return Err(ConfigError { name: "DATABASE_POOL_SIZE", value: "0".into(), reason: "must be at least 1".into() });
     }
     Ok(size)
 }
@@ -168,9 +150,6 @@ mod tests {
     fn millis_are_positive() {
         assert!("0".parse::<Millis>().is_err());
         assert!("abc".parse::<Millis>().is_err());
-        assert_eq!(
-            "250".parse::<Millis>().unwrap().0,
-            Duration::from_millis(250)
-        );
+        assert_eq!("250".parse::<Millis>().unwrap().0, Duration::from_millis(250));
     }
 }

@@ -9,9 +9,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
-use diesel::migration::{
-    Migration, MigrationMetadata, MigrationName, MigrationSource, MigrationVersion,
-};
+use diesel::migration::{Migration, MigrationMetadata, MigrationName, MigrationSource, MigrationVersion};
 use diesel::pg::Pg;
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
 use diesel::sqlite::Sqlite;
@@ -89,9 +87,7 @@ impl FromStr for DatabaseUrl {
             Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
         } else {
             let scheme = s.split(':').next().unwrap_or_default();
-            Err(format!(
-                "unknown scheme '{scheme}': expected postgres://, postgresql:// or sqlite://"
-            ))
+            Err(format!("unknown scheme '{scheme}': expected postgres://, postgresql:// or sqlite://"))
         }
     }
 }
@@ -147,14 +143,13 @@ impl Connector {
 
     fn open(&self) -> Result<AnyConnection, r2d2::Error> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
-                .map(AnyConnection::Postgresql)
-                .map_err(r2d2::Error::ConnectionError),
+            DatabaseUrl::Postgres(url) => {
+                PgConnection::establish(url).map(AnyConnection::Postgresql).map_err(r2d2::Error::ConnectionError)
+            }
             DatabaseUrl::Sqlite(path) => {
-                let mut conn = SqliteConnection::establish(&path.to_string_lossy())
-                    .map_err(r2d2::Error::ConnectionError)?;
-                conn.batch_execute(SQLITE_PRAGMAS)
-                    .map_err(r2d2::Error::QueryError)?;
+                let mut conn =
+                    SqliteConnection::establish(&path.to_string_lossy()).map_err(r2d2::Error::ConnectionError)?;
+                conn.batch_execute(SQLITE_PRAGMAS).map_err(r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Sqlite(conn))
             }
         }
@@ -236,18 +231,12 @@ struct InTransaction;
 impl MigrationMetadata for InTransaction {}
 
 impl<DB: diesel::backend::Backend> Migration<DB> for DialectMigration {
-    fn run(
-        &self,
-        conn: &mut dyn diesel::connection::BoxableConnection<DB>,
-    ) -> diesel::migration::Result<()> {
+    fn run(&self, conn: &mut dyn diesel::connection::BoxableConnection<DB>) -> diesel::migration::Result<()> {
         conn.batch_execute(&self.up)?;
         Ok(())
     }
 
-    fn revert(
-        &self,
-        conn: &mut dyn diesel::connection::BoxableConnection<DB>,
-    ) -> diesel::migration::Result<()> {
+    fn revert(&self, conn: &mut dyn diesel::connection::BoxableConnection<DB>) -> diesel::migration::Result<()> {
         conn.batch_execute(&self.down)?;
         Ok(())
     }
@@ -262,10 +251,7 @@ impl<DB: diesel::backend::Backend> Migration<DB> for DialectMigration {
 }
 
 impl Migrations {
-    fn for_dialect<DB: diesel::backend::Backend>(
-        &self,
-        dialect: Dialect,
-    ) -> Vec<Box<dyn Migration<DB>>> {
+    fn for_dialect<DB: diesel::backend::Backend>(&self, dialect: Dialect) -> Vec<Box<dyn Migration<DB>>> {
         self.0
             .iter()
             .map(|m| {
@@ -308,19 +294,11 @@ const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Applies pending migrations, then opens the pool. On PostgreSQL an
 /// advisory lock makes replicas that start together take turns.
-pub fn connect(
-    url: &DatabaseUrl,
-    pool_size: u32,
-    migrations: &Migrations,
-) -> Result<DbPool, DatabaseSetupError> {
-    let fail = |reason: String| DatabaseSetupError {
-        url: url.redacted(),
-        reason,
-    };
+pub fn connect(url: &DatabaseUrl, pool_size: u32, migrations: &Migrations) -> Result<DbPool, DatabaseSetupError> {
+    let fail = |reason: String| DatabaseSetupError { url: url.redacted(), reason };
     if let DatabaseUrl::Sqlite(path) = url {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         }
     }
     let connector = Connector::new(url.clone());
@@ -340,10 +318,7 @@ fn open_patiently(connector: &Connector) -> Result<AnyConnection, r2d2::Error> {
     loop {
         match connector.open() {
             Ok(conn) => return Ok(conn),
-            Err(e)
-                if started.elapsed() < CONNECT_PATIENCE
-                    && matches!(connector.url, DatabaseUrl::Postgres(_)) =>
-            {
+            Err(e) if started.elapsed() < CONNECT_PATIENCE && matches!(connector.url, DatabaseUrl::Postgres(_)) => {
                 log::warn!("database not reachable yet ({e}); retrying");
                 std::thread::sleep(Duration::from_secs(1));
             }
@@ -355,11 +330,9 @@ fn open_patiently(connector: &Connector) -> Result<AnyConnection, r2d2::Error> {
 fn migrate(conn: &mut AnyConnection, migrations: &Migrations) -> diesel::migration::Result<()> {
     match conn {
         AnyConnection::Postgresql(pg) => {
-            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
-                .execute(pg)?;
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")).execute(pg)?;
             let applied = pg.run_pending_migrations(migrations).map(|v| v.len());
-            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-                .execute(pg)?;
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")).execute(pg)?;
             log_applied(applied?);
         }
         AnyConnection::Sqlite(lite) => {
@@ -391,9 +364,7 @@ impl From<&StorageError> for crate::Problem {
     fn from(e: &StorageError) -> Self {
         log::error!("{e}");
         match e {
-            StorageError::Pool(_) => {
-                crate::Problem::unavailable("the database is not reachable right now")
-            }
+            StorageError::Pool(_) => crate::Problem::unavailable("the database is not reachable right now"),
             _ => crate::Problem::internal("the database failed to answer"),
         }
     }
@@ -417,17 +388,12 @@ where
 
 /// Whether the pool can hand out a working connection within a second.
 pub fn is_reachable(pool: &DbPool) -> bool {
-    pool.get_timeout(Duration::from_secs(1))
-        .map(|mut conn| conn.ping().is_ok())
-        .unwrap_or(false)
+    pool.get_timeout(Duration::from_secs(1)).map(|mut conn| conn.ping().is_ok()).unwrap_or(false)
 }
 
 /// True when a diesel error is a unique-constraint violation.
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
-    matches!(
-        e,
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
-    )
+    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
 }
 
 #[cfg(test)]
@@ -436,22 +402,13 @@ mod tests {
 
     #[test]
     fn urls_pick_the_backend() {
-        assert!(matches!(
-            "postgres://u@h/db".parse(),
-            Ok(DatabaseUrl::Postgres(_))
-        ));
-        assert!(matches!(
-            "postgresql://u@h/db".parse(),
-            Ok(DatabaseUrl::Postgres(_))
-        ));
+        assert!(matches!("postgres://u@h/db".parse(), Ok(DatabaseUrl::Postgres(_))));
+        assert!(matches!("postgresql://u@h/db".parse(), Ok(DatabaseUrl::Postgres(_))));
         assert_eq!(
             "sqlite://data/users.db".parse::<DatabaseUrl>(),
             Ok(DatabaseUrl::Sqlite(PathBuf::from("data/users.db")))
         );
-        assert_eq!(
-            "sqlite:///tmp/x.db".parse::<DatabaseUrl>(),
-            Ok(DatabaseUrl::Sqlite(PathBuf::from("/tmp/x.db")))
-        );
+        assert_eq!("sqlite:///tmp/x.db".parse::<DatabaseUrl>(), Ok(DatabaseUrl::Sqlite(PathBuf::from("/tmp/x.db"))));
     }
 
     #[test]
@@ -472,10 +429,7 @@ mod tests {
     fn identity_columns_translate_for_sqlite() {
         let sql = "CREATE TABLE t (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY)";
         assert_eq!(Dialect::Postgres.translate(sql), sql);
-        assert_eq!(
-            Dialect::Sqlite.translate(sql),
-            "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT)"
-        );
+        assert_eq!(Dialect::Sqlite.translate(sql), "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT)");
     }
 
     #[test]

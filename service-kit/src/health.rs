@@ -24,10 +24,7 @@ pub struct Health {
 }
 
 pub async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(Health {
-        status: "up",
-        checks: Default::default(),
-    })
+    HttpResponse::Ok().json(Health { status: "up", checks: Default::default() })
 }
 
 pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
@@ -41,10 +38,7 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     .await
     .unwrap_or_default();
     let up = !checks.is_empty() && checks.values().all(|s| *s == "up");
-    let body = Health {
-        status: if up { "up" } else { "down" },
-        checks,
-    };
+    let body = Health { status: if up { "up" } else { "down" }, checks };
     if up {
         HttpResponse::Ok().json(body)
     } else {
@@ -53,6 +47,5 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health/live", web::get().to(live))
-        .route("/health/ready", web::get().to(ready));
+    cfg.route("/health/live", web::get().to(live)).route("/health/ready", web::get().to(ready));
 }

@@ -16,9 +16,7 @@ use crate::problem::{Problem, PROBLEM_JSON};
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 pub fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(BODY_LIMIT)
-        .error_handler(|err, _req| json_problem(&err).into())
+    web::JsonConfig::default().limit(BODY_LIMIT).error_handler(|err, _req| json_problem(&err).into())
 }
 
 fn json_problem(err: &JsonPayloadError) -> Problem {
@@ -29,9 +27,7 @@ fn json_problem(err: &JsonPayloadError) -> Problem {
             "Unsupported media type",
             "the request body must be sent as Content-Type: application/json",
         ),
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            too_large()
-        }
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => too_large(),
         JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => too_large(),
         JsonPayloadError::Deserialize(e) => {
             Problem::bad_request(format!("the body is not valid for this request: {e}"))
@@ -95,16 +91,10 @@ pub fn problem_bodies<B: MessageBody + 'static>() -> ErrorHandlers<B> {
         }
         let status = res.status();
         let detail = match status {
-            StatusCode::METHOD_NOT_ALLOWED => format!(
-                "{} is not allowed on {}",
-                res.request().method(),
-                res.request().path()
-            ),
-            StatusCode::NOT_FOUND => format!(
-                "no route for {} {}",
-                res.request().method(),
-                res.request().path()
-            ),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                format!("{} is not allowed on {}", res.request().method(), res.request().path())
+            }
+            StatusCode::NOT_FOUND => format!("no route for {} {}", res.request().method(), res.request().path()),
             _ => res
                 .response()
                 .error()
@@ -119,12 +109,8 @@ pub fn problem_bodies<B: MessageBody + 'static>() -> ErrorHandlers<B> {
                 fresh.headers_mut().insert(name.clone(), value.clone());
             }
         }
-        fresh
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        fresh.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         let fresh: HttpResponse<BoxBody> = fresh;
-        Ok(ErrorHandlerResponse::Response(
-            ServiceResponse::new(req, fresh).map_into_right_body(),
-        ))
+        Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, fresh).map_into_right_body()))
     })
 }

@@ -38,13 +38,9 @@ impl IdempotencyKey {
         let Some(value) = req.headers().get(HEADER) else {
             return Ok(None);
         };
-        let text = value
-            .to_str()
-            .map_err(|_| Problem::bad_request("Idempotency-Key must be visible ASCII text"))?;
+        let text = value.to_str().map_err(|_| Problem::bad_request("Idempotency-Key must be visible ASCII text"))?;
         if text.is_empty() || text.chars().count() > 255 {
-            return Err(Problem::bad_request(
-                "Idempotency-Key must be 1 to 255 characters long",
-            ));
+            return Err(Problem::bad_request("Idempotency-Key must be 1 to 255 characters long"));
         }
         Ok(Some(IdempotencyKey(text.to_owned())))
     }
@@ -70,7 +66,6 @@ impl StoredResponse {
         if let Some(location) = &self.location {
             res.insert_header((actix_web::http::header::LOCATION, location.as_str()));
         }
-        res.insert_header(("Idempotent-Replayed", "true"));
         res.body(self.body.clone())
     }
 }
@@ -102,7 +97,14 @@ impl Claim {
     pub fn into_answer(self) -> Option<HttpResponse> {
         match self {
             Claim::Fresh => None,
-            Claim::Replay(stored) => Some(stored.to_response()),
+            Claim::Replay(stored) => {
+                let mut res = stored.to_response();
+                res.headers_mut().insert(
+                    actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
+                    actix_web::http::header::HeaderValue::from_static("true"),
+                );
+                Some(res)
+            }
             Claim::Mismatch => Some(
                 Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -130,11 +132,9 @@ fn judge(row: KeyRow, request: &str) -> Claim {
         return Claim::Mismatch;
     }
     match (row.status_code, row.response_body) {
-        (Some(status), Some(body)) => Claim::Replay(StoredResponse {
-            status: u16::try_from(status).unwrap_or(200),
-            body,
-            location: row.location,
-        }),
+        (Some(status), Some(body)) => {
+            Claim::Replay(StoredResponse { status: u16::try_from(status).unwrap_or(200), body, location: row.location })
+        }
         _ => Claim::InProgress,
     }
 }
@@ -145,21 +145,12 @@ pub trait IdempotencyStore {
     fn check_key(&mut self, key: &IdempotencyKey, request: &str) -> QueryResult<Claim>;
     /// Claims the key for `request` unless it is known; call inside the
     /// transaction that writes the resource.
-    fn claim_key(
-        &mut self,
-        key: &IdempotencyKey,
-        request: &str,
-        now: NaiveDateTime,
-    ) -> QueryResult<Claim>;
+    fn claim_key(&mut self, key: &IdempotencyKey, request: &str, now: NaiveDateTime) -> QueryResult<Claim>;
     fn attach_resource(&mut self, key: &IdempotencyKey, resource_id: i64) -> QueryResult<()>;
     /// Stores the final answer for replays.
     fn complete_key(&mut self, key: &str, response: &StoredResponse) -> QueryResult<()>;
     /// Completes the unfinished key of `resource_id`, if one exists.
-    fn complete_key_of_resource(
-        &mut self,
-        resource_id: i64,
-        response: &StoredResponse,
-    ) -> QueryResult<()>;
+    fn complete_key_of_resource(&mut self, resource_id: i64, response: &StoredResponse) -> QueryResult<()>;
     /// Forgets the key so that a retry runs afresh (the request failed
     /// without leaving anything behind).
     fn release_key(&mut self, key: &IdempotencyKey) -> QueryResult<()>;
@@ -169,20 +160,12 @@ macro_rules! idempotency_store {
     ($conn:ty) => {
         impl IdempotencyStore for $conn {
             fn check_key(&mut self, key: &IdempotencyKey, request: &str) -> QueryResult<Claim> {
-                let row = idempotency_keys::table
-                    .find(key.as_str())
-                    .select(KeyRow::as_select())
-                    .first(self)
-                    .optional()?;
+                let row =
+                    idempotency_keys::table.find(key.as_str()).select(KeyRow::as_select()).first(self).optional()?;
                 Ok(row.map_or(Claim::Fresh, |row| judge(row, request)))
             }
 
-            fn claim_key(
-                &mut self,
-                key: &IdempotencyKey,
-                request: &str,
-                now: NaiveDateTime,
-            ) -> QueryResult<Claim> {
+            fn claim_key(&mut self, key: &IdempotencyKey, request: &str, now: NaiveDateTime) -> QueryResult<Claim> {
                 let inserted = diesel::insert_into(idempotency_keys::table)
                     .values((
                         idempotency_keys::key.eq(key.as_str()),
@@ -198,11 +181,7 @@ macro_rules! idempotency_store {
                 }
             }
 
-            fn attach_resource(
-                &mut self,
-                key: &IdempotencyKey,
-                resource_id: i64,
-            ) -> QueryResult<()> {
+            fn attach_resource(&mut self, key: &IdempotencyKey, resource_id: i64) -> QueryResult<()> {
                 diesel::update(idempotency_keys::table.find(key.as_str()))
                     .set(idempotency_keys::resource_id.eq(resource_id))
                     .execute(self)
@@ -220,11 +199,7 @@ macro_rules! idempotency_store {
                     .map(drop)
             }
 
-            fn complete_key_of_resource(
-                &mut self,
-                resource_id: i64,
-                response: &StoredResponse,
-            ) -> QueryResult<()> {
+            fn complete_key_of_resource(&mut self, resource_id: i64, response: &StoredResponse) -> QueryResult<()> {
                 diesel::update(
                     idempotency_keys::table
                         .filter(idempotency_keys::resource_id.eq(resource_id))
@@ -240,9 +215,7 @@ macro_rules! idempotency_store {
             }
 
             fn release_key(&mut self, key: &IdempotencyKey) -> QueryResult<()> {
-                diesel::delete(idempotency_keys::table.find(key.as_str()))
-                    .execute(self)
-                    .map(drop)
+                diesel::delete(idempotency_keys::table.find(key.as_str())).execute(self).map(drop)
             }
         }
     };
@@ -287,20 +260,10 @@ mod tests {
     fn keys_are_1_to_255_chars() {
         let req = actix_web::test::TestRequest::default().to_http_request();
         assert_eq!(IdempotencyKey::from_request(&req).unwrap(), None);
-        let req = actix_web::test::TestRequest::default()
-            .insert_header((HEADER, "k-1"))
-            .to_http_request();
-        assert_eq!(
-            IdempotencyKey::from_request(&req)
-                .unwrap()
-                .unwrap()
-                .as_str(),
-            "k-1"
-        );
+        let req = actix_web::test::TestRequest::default().insert_header((HEADER, "k-1")).to_http_request();
+        assert_eq!(IdempotencyKey::from_request(&req).unwrap().unwrap().as_str(), "k-1");
         let long = "x".repeat(256);
-        let req = actix_web::test::TestRequest::default()
-            .insert_header((HEADER, long.as_str()))
-            .to_http_request();
+        let req = actix_web::test::TestRequest::default().insert_header((HEADER, long.as_str())).to_http_request();
         assert!(IdempotencyKey::from_request(&req).is_err());
     }
 }

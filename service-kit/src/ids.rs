@@ -20,10 +20,7 @@ impl TryFrom<i64> for Id {
         if value >= 1 {
             Ok(Id(value))
         } else {
-            Err(format!(
-                "an id must be between 1 and {}, got {value}",
-                i64::MAX
-            ))
+            Err(format!("an id must be between 1 and {}, got {value}", i64::MAX))
         }
     }
 }

@@ -9,16 +9,11 @@ use prometheus::Registry;
 
 /// Collectors the services define (saga outcomes, retries, recoveries). They
 /// are process-wide; every server's registry exposes them.
-static EXTRA: OnceLock<std::sync::Mutex<Vec<Box<dyn Fn() -> Box<dyn Collector> + Send>>>> =
-    OnceLock::new();
+static EXTRA: OnceLock<std::sync::Mutex<Vec<Box<dyn Fn() -> Box<dyn Collector> + Send>>>> = OnceLock::new();
 
 /// Adds a collector to every `/metrics` built after this call.
 pub fn register(make: impl Fn() -> Box<dyn Collector> + Send + 'static) {
-    EXTRA
-        .get_or_init(Default::default)
-        .lock()
-        .expect("metrics registry lock")
-        .push(Box::new(make));
+    EXTRA.get_or_init(Default::default).lock().expect("metrics registry lock").push(Box::new(make));
 }
 
 /// The middleware that counts requests and serves `GET /metrics`.
@@ -35,9 +30,8 @@ pub fn middleware() -> PrometheusMetrics {
         .registry(registry)
         .endpoint("/metrics")
         .mask_unmatched_patterns("UNMATCHED")
-        .buckets(&[
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ])
+        .exclude_regex("^/docs/")
+        .buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
         .build()
         .expect("metric names are valid")
 }

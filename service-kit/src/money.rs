@@ -54,13 +54,7 @@ mod tests {
     #[test]
     fn refuses_zero_negative_and_too_large() {
         for v in [0, -1, i64::MIN, MAX_AMOUNT + 1, i64::MAX] {
-            assert_eq!(
-                Amount::parse("price", v),
-                Err(AmountError {
-                    field: "price",
-                    value: v
-                })
-            );
+            assert_eq!(Amount::parse("price", v), Err(AmountError { field: "price", value: v }));
         }
     }
 

@@ -47,10 +47,7 @@ pub enum CallError {
     #[error("{peer} is unreachable: {reason}")]
     Unreachable { peer: &'static str, reason: String },
     #[error("{peer} failed with {status}")]
-    ServerError {
-        peer: &'static str,
-        status: StatusCode,
-    },
+    ServerError { peer: &'static str, status: StatusCode },
     #[error("{peer} sent an answer we cannot read: {reason}")]
     BadAnswer { peer: &'static str, reason: String },
     #[error("{peer} did not answer within the request's budget")]
@@ -60,10 +57,7 @@ pub enum CallError {
 impl CallError {
     /// Transport errors, timeouts and 5xx may succeed next time.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            CallError::Unreachable { .. } | CallError::ServerError { .. }
-        )
+        matches!(self, CallError::Unreachable { .. } | CallError::ServerError { .. })
     }
 }
 
@@ -79,42 +73,23 @@ impl Peer {
     /// A request to `path` carrying this task's request id.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let id = request_id::current().unwrap_or_else(request_id::generate);
-        self.client
-            .request(method, self.base.join(path))
-            .header(request_id::HEADER.as_str(), id)
+        self.client.request(method, self.base.join(path)).header(request_id::HEADER.as_str(), id)
     }
 
     /// Sends once and sorts the outcome into an answer or an error.
-    pub async fn call<T: DeserializeOwned>(
-        &self,
-        req: RequestBuilder,
-    ) -> Result<Answer<T>, CallError> {
+    pub async fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<Answer<T>, CallError> {
         let peer = self.name;
-        let res = req.send().await.map_err(|e| CallError::Unreachable {
-            peer,
-            reason: describe(&e),
-        })?;
+        let res = req.send().await.map_err(|e| CallError::Unreachable { peer, reason: describe(&e) })?;
         let status = res.status();
         if status.is_server_error() {
             return Err(CallError::ServerError { peer, status });
         }
-        let bytes = res.bytes().await.map_err(|e| CallError::Unreachable {
-            peer,
-            reason: describe(&e),
-        })?;
-        let unreadable = |e: serde_json::Error| CallError::BadAnswer {
-            peer,
-            reason: format!("{status}: {e}"),
-        };
+        let bytes = res.bytes().await.map_err(|e| CallError::Unreachable { peer, reason: describe(&e) })?;
+        let unreadable = |e: serde_json::Error| CallError::BadAnswer { peer, reason: format!("{status}: {e}") };
         if status.is_success() {
-            Ok(Answer::Success(
-                status,
-                serde_json::from_slice(&bytes).map_err(unreadable)?,
-            ))
+            Ok(Answer::Success(status, serde_json::from_slice(&bytes).map_err(unreadable)?))
         } else {
-            Ok(Answer::Refused(
-                serde_json::from_slice(&bytes).map_err(unreadable)?,
-            ))
+            Ok(Answer::Refused(serde_json::from_slice(&bytes).map_err(unreadable)?))
         }
     }
 }
@@ -143,12 +118,7 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     pub fn within(budget: Duration) -> Self {
-        RetryPolicy {
-            budget,
-            min_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(1),
-            max_retries: 8,
-        }
+        RetryPolicy { budget, min_delay: Duration::from_millis(50), max_delay: Duration::from_secs(1), max_retries: 8 }
     }
 }
 
@@ -169,17 +139,11 @@ where
         .with_max_delay(policy.max_delay)
         .with_max_times(policy.max_retries)
         .with_total_delay(Some(policy.budget));
-    let retried = attempt
-        .retry(backoff)
-        .sleep(tokio::time::sleep)
-        .when(CallError::is_retryable)
-        .notify(|e, wait| {
-            log::warn!("{e}; retrying in {}ms", wait.as_millis());
-            on_retry(e);
-        });
-    tokio::time::timeout(policy.budget, retried)
-        .await
-        .unwrap_or(Err(CallError::BudgetExhausted { peer }))
+    let retried = attempt.retry(backoff).sleep(tokio::time::sleep).when(CallError::is_retryable).notify(|e, wait| {
+        log::warn!("{e}; retrying in {}ms", wait.as_millis());
+        on_retry(e);
+    });
+    tokio::time::timeout(policy.budget, retried).await.unwrap_or(Err(CallError::BudgetExhausted { peer }))
 }
 
 #[cfg(test)]
@@ -204,10 +168,7 @@ mod tests {
             "billing",
             || async {
                 if calls.fetch_add(1, Ordering::SeqCst) < 2 {
-                    Err(CallError::ServerError {
-                        peer: "billing",
-                        status: StatusCode::BAD_GATEWAY,
-                    })
+                    Err(CallError::ServerError { peer: "billing", status: StatusCode::BAD_GATEWAY })
                 } else {
                     Ok(7)
                 }
@@ -227,10 +188,7 @@ mod tests {
             "billing",
             || async {
                 calls.fetch_add(1, Ordering::SeqCst);
-                Err(CallError::BadAnswer {
-                    peer: "billing",
-                    reason: "x".into(),
-                })
+                Err(CallError::BadAnswer { peer: "billing", reason: "x".into() })
             },
             |_| {},
         )
@@ -241,10 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_when_the_budget_is_spent() {
-        let policy = RetryPolicy {
-            budget: Duration::from_millis(50),
-            ..quick()
-        };
+        let policy = RetryPolicy { budget: Duration::from_millis(50), ..quick() };
         let out: Result<(), _> = with_retries(
             policy,
             "billing",

@@ -47,21 +47,11 @@ impl Problem {
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            "Bad request",
-            detail,
-        )
+        Problem::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
     }
 
     pub fn validation(detail: impl Into<String>) -> Self {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation-error",
-            "Invalid value",
-            detail,
-        )
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation-error", "Invalid value", detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -69,21 +59,11 @@ impl Problem {
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service-unavailable",
-            "Service unavailable",
-            detail,
-        )
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "service-unavailable", "Service unavailable", detail)
     }
 
     pub fn internal(detail: impl Into<String>) -> Self {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal-error",
-            "Internal error",
-            detail,
-        )
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error", detail)
     }
 
     pub fn status_code(&self) -> StatusCode {
@@ -127,10 +107,7 @@ mod tests {
     #[test]
     fn status_based_problems_get_a_slug_from_the_reason() {
         let p = Problem::from_status(StatusCode::METHOD_NOT_ALLOWED, "no");
-        assert_eq!(
-            p.problem_type,
-            "https://arch.homework/problems/method-not-allowed"
-        );
+        assert_eq!(p.problem_type, "https://arch.homework/problems/method-not-allowed");
         assert_eq!(p.slug(), "method-not-allowed");
         assert_eq!(p.status, 405);
     }

@@ -41,11 +41,7 @@ pub async fn propagate(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req
-        .headers()
-        .get(&HEADER)
-        .and_then(|v| accept(v.as_bytes()))
-        .unwrap_or_else(generate);
+    let id = req.headers().get(&HEADER).and_then(|v| accept(v.as_bytes())).unwrap_or_else(generate);
     let header = HeaderValue::from_str(&id).expect("checked to be visible ASCII");
     let method = req.method().clone();
     let path = req.path().to_owned();
@@ -74,13 +70,7 @@ pub fn init_logging() {
         .format(|buf, record| {
             let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
             let rid = current().unwrap_or_else(|| "-".into());
-            writeln!(
-                buf,
-                "{ts} {:<5} request_id={rid} {}: {}",
-                record.level(),
-                record.target(),
-                record.args()
-            )
+            writeln!(buf, "{ts} {:<5} request_id={rid} {}: {}", record.level(), record.target(), record.args())
         })
         .try_init();
 }

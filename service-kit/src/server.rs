@@ -31,28 +31,12 @@ pub struct Service {
 /// Starts serving `services` on `listener`; the returned server runs until
 /// stopped or until SIGTERM/SIGINT, after which in-flight requests finish.
 pub fn start(listener: TcpListener, services: Vec<Service>) -> std::io::Result<Server> {
-    let readiness = web::Data::new(Readiness {
-        databases: services
-            .iter()
-            .map(|s| (s.name, s.database.clone()))
-            .collect(),
-    });
-    let mounts: Vec<_> = services
-        .iter()
-        .map(|s| {
-            (
-                s.routes.clone(),
-                s.docs_slug,
-                docs::with_servers(s.openapi.clone()),
-            )
-        })
-        .collect();
+    let readiness =
+        web::Data::new(Readiness { databases: services.iter().map(|s| (s.name, s.database.clone())).collect() });
+    let mounts: Vec<_> =
+        services.iter().map(|s| (s.routes.clone(), s.docs_slug, docs::with_servers(s.openapi.clone()))).collect();
     let slugs: Vec<&'static str> = services.iter().map(|s| s.docs_slug).collect();
-    let home = if slugs.len() == 1 {
-        format!("/docs/{}/", slugs[0])
-    } else {
-        "/docs/".to_owned()
-    };
+    let home = if slugs.len() == 1 { format!("/docs/{}/", slugs[0]) } else { "/docs/".to_owned() };
     let metrics = metrics::middleware();
     let server = HttpServer::new(move || {
         let mut app = App::new()
@@ -63,9 +47,7 @@ pub fn start(listener: TcpListener, services: Vec<Service>) -> std::io::Result<S
             .configure(crate::health::routes);
         for (routes, slug, doc) in &mounts {
             let routes = routes.clone();
-            app = app
-                .configure(move |cfg| routes(cfg))
-                .service(docs::service_page(slug, doc.clone()));
+            app = app.configure(move |cfg| routes(cfg)).service(docs::service_page(slug, doc.clone()));
         }
         if slugs.len() > 1 {
             app = app.service(docs::index_page(&slugs));
@@ -75,11 +57,7 @@ pub fn start(listener: TcpListener, services: Vec<Service>) -> std::io::Result<S
             "/",
             web::get().to(move || {
                 let home = home.clone();
-                async move {
-                    HttpResponse::Found()
-                        .insert_header(("Location", home))
-                        .finish()
-                }
+                async move { HttpResponse::Found().insert_header(("Location", home)).finish() }
             }),
         )
         .default_service(web::to(http_errors::unknown_route))

@@ -1,2 +1,3 @@
+DROP TABLE declined_withdrawals;
 DROP TABLE ledger_entries;
 DROP TABLE accounts;

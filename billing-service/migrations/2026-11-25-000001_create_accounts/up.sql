@@ -20,3 +20,15 @@ CREATE TABLE ledger_entries (
 );
 
 CREATE INDEX ledger_entries_by_account ON ledger_entries (user_id, id);
+
+-- Withdrawals refused for insufficient funds, kept by reference: the
+-- answer for a reference is decided once, so a retry after a deposit can
+-- never turn a refused order payment into a charge.
+CREATE TABLE declined_withdrawals (
+    user_id BIGINT NOT NULL REFERENCES accounts (user_id),
+    reference VARCHAR(255) NOT NULL,
+    amount BIGINT NOT NULL,
+    balance BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (user_id, reference)
+);

@@ -27,25 +27,11 @@ pub struct MoneyRequest {
 }
 
 impl MoneyRequest {
-    pub fn into_movement(
-        self,
-        user_id: Id,
-        kind: EntryKind,
-        caller: Caller,
-    ) -> Result<Movement, BillingError> {
-        let amount = Amount::parse("amount", self.amount)
-            .map_err(|e| BillingError::Invalid(e.to_string()))?;
-        let reference = self
-            .reference
-            .map(|r| Reference::parse(r, caller))
-            .transpose()
-            .map_err(BillingError::Invalid)?;
-        Ok(Movement {
-            user_id: user_id.get(),
-            kind,
-            amount,
-            reference,
-        })
+    pub fn into_movement(self, user_id: Id, kind: EntryKind, caller: Caller) -> Result<Movement, BillingError> {
+        let amount = Amount::parse("amount", self.amount).map_err(|e| BillingError::Invalid(e.to_string()))?;
+        let reference =
+            self.reference.map(|r| Reference::parse(r, caller)).transpose().map_err(BillingError::Invalid)?;
+        Ok(Movement { user_id: user_id.get(), kind, amount, reference })
     }
 }
 
@@ -64,16 +50,9 @@ impl MoneyRequest {
         (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_account(
-    billing: web::Data<Billing>,
-    user_id: Path<Id>,
-) -> Result<Json<AccountBody>, BillingError> {
+pub async fn get_account(billing: web::Data<Billing>, user_id: Path<Id>) -> Result<Json<AccountBody>, BillingError> {
     let user_id = user_id.into_inner().get();
-    billing
-        .account(user_id)
-        .await?
-        .map(|a| Json(a.into()))
-        .ok_or(BillingError::NoAccount(user_id))
+    billing.account(user_id).await?.map(|a| Json(a.into())).ok_or(BillingError::NoAccount(user_id))
 }
 
 /// Deposit money
@@ -100,11 +79,7 @@ pub async fn deposit(
     user_id: Path<Id>,
     body: Json<MoneyRequest>,
 ) -> Result<Json<ReceiptBody>, BillingError> {
-    let movement = body.into_inner().into_movement(
-        user_id.into_inner(),
-        EntryKind::Deposit,
-        Caller::Public,
-    )?;
+    let movement = body.into_inner().into_movement(user_id.into_inner(), EntryKind::Deposit, Caller::Public)?;
     Ok(Json(billing.apply(movement).await?.into()))
 }
 
@@ -134,11 +109,7 @@ pub async fn withdraw(
     user_id: Path<Id>,
     body: Json<MoneyRequest>,
 ) -> Result<Json<ReceiptBody>, BillingError> {
-    let movement = body.into_inner().into_movement(
-        user_id.into_inner(),
-        EntryKind::Withdrawal,
-        Caller::Public,
-    )?;
+    let movement = body.into_inner().into_movement(user_id.into_inner(), EntryKind::Withdrawal, Caller::Public)?;
     Ok(Json(billing.apply(movement).await?.into()))
 }
 
@@ -162,9 +133,6 @@ pub async fn list_transactions(
     user_id: Path<Id>,
 ) -> Result<Json<Vec<EntryBody>>, BillingError> {
     let user_id = user_id.into_inner().get();
-    let entries = billing
-        .entries(user_id)
-        .await?
-        .ok_or(BillingError::NoAccount(user_id))?;
+    let entries = billing.entries(user_id).await?.ok_or(BillingError::NoAccount(user_id))?;
     Ok(Json(entries.into_iter().map(Into::into).collect()))
 }

@@ -59,11 +59,7 @@ pub async fn open_account(
 ) -> Result<HttpResponse, BillingError> {
     let user_id = Id::try_from(body.user_id).map_err(BillingError::Invalid)?;
     let (account, created) = billing.open_account(user_id.get()).await?;
-    let mut res = if created {
-        HttpResponse::Created()
-    } else {
-        HttpResponse::Ok()
-    };
+    let mut res = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
     Ok(res
         .insert_header(("Location", format!("/billing/accounts/{}", account.user_id)))
         .json(AccountBody::from(account)))
@@ -96,14 +92,7 @@ pub async fn pay_order(
     body: Json<OrderPaymentRequest>,
 ) -> Result<Json<ReceiptBody>, BillingError> {
     let body = body.into_inner();
-    let request = MoneyRequest {
-        amount: body.amount,
-        reference: Some(body.reference),
-    };
-    let movement = request.into_movement(
-        user_id.into_inner(),
-        EntryKind::Withdrawal,
-        Caller::OrderService,
-    )?;
+    let request = MoneyRequest { amount: body.amount, reference: Some(body.reference) };
+    let movement = request.into_movement(user_id.into_inner(), EntryKind::Withdrawal, Caller::OrderService)?;
     Ok(Json(billing.apply(movement).await?.into()))
 }

@@ -20,11 +20,7 @@ pub struct AccountBody {
 
 impl From<Account> for AccountBody {
     fn from(a: Account) -> Self {
-        AccountBody {
-            user_id: a.user_id,
-            balance: a.balance,
-            updated_at: service_kit::time::utc(a.updated_at),
-        }
+        AccountBody { user_id: a.user_id, balance: a.balance, updated_at: service_kit::time::utc(a.updated_at) }
     }
 }
 
@@ -44,11 +40,7 @@ pub struct ReceiptBody {
 
 impl From<Receipt> for ReceiptBody {
     fn from(r: Receipt) -> Self {
-        ReceiptBody {
-            user_id: r.user_id,
-            balance: r.balance,
-            transaction_id: r.transaction_id,
-        }
+        ReceiptBody { user_id: r.user_id, balance: r.balance, transaction_id: r.transaction_id }
     }
 }
 
@@ -79,11 +71,7 @@ impl From<Entry> for EntryBody {
     fn from(e: Entry) -> Self {
         EntryBody {
             id: e.id,
-            kind: if e.kind == "deposit" {
-                EntryKindBody::Deposit
-            } else {
-                EntryKindBody::Withdrawal
-            },
+            kind: if e.kind == "deposit" { EntryKindBody::Deposit } else { EntryKindBody::Withdrawal },
             amount: e.amount,
             balance_after: e.balance_after,
             reference: e.reference,

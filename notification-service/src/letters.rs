@@ -1,0 +1,69 @@
+//! Stored letters: written once per `(order_id, kind)`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::schema::notifications;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = notifications)]
+pub struct Letter {
+    pub id: i64,
+    pub user_id: i64,
+    pub order_id: i64,
+    pub kind: String,
+    pub email: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at: NaiveDateTime,
+}
+
+/// A letter to store, already validated.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = notifications)]
+pub struct NewLetter {
+    pub user_id: i64,
+    pub order_id: i64,
+    pub kind: String,
+    pub email: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at: NaiveDateTime,
+}
+
+pub trait Mailbox {
+    /// Stores the letter unless its `(order_id, kind)` is there; returns the
+    /// stored letter and whether it is new.
+    fn deliver(&mut self, letter: &NewLetter) -> QueryResult<(Letter, bool)>;
+    /// Newest first.
+    fn letters_of(&mut self, user_id: i64) -> QueryResult<Vec<Letter>>;
+}
+
+macro_rules! mailbox {
+    ($conn:ty) => {
+        impl Mailbox for $conn {
+            fn deliver(&mut self, letter: &NewLetter) -> QueryResult<(Letter, bool)> {
+                let stored =
+                    diesel::insert_into(notifications::table).values(letter).on_conflict_do_nothing().execute(self)?
+                        == 1;
+                let letter = notifications::table
+                    .filter(notifications::order_id.eq(letter.order_id))
+                    .filter(notifications::kind.eq(&letter.kind))
+                    .select(Letter::as_select())
+                    .first(self)?;
+                Ok((letter, stored))
+            }
+
+            fn letters_of(&mut self, user_id: i64) -> QueryResult<Vec<Letter>> {
+                notifications::table
+                    .filter(notifications::user_id.eq(user_id))
+                    .order(notifications::id.desc())
+                    .select(Letter::as_select())
+                    .load(self)
+            }
+        }
+    };
+}
+
+mailbox!(diesel::PgConnection);
+mailbox!(diesel::SqliteConnection);

@@ -1,0 +1,165 @@
+//! `POST /orders`, `GET /orders/{id}`, `GET /orders?user_id=`.
+
+use actix_web::web::{self, Json, Path, Query};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use service_kit::idempotency::IdempotencyKey;
+use service_kit::ids::{Id, UserIdQuery};
+use service_kit::money::Amount;
+use service_kit::{time, Problem};
+use utoipa::ToSchema;
+
+use crate::book::{Order, PAID, PENDING};
+use crate::error::OrderError;
+use crate::saga::OrderSaga;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Rejected,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    InsufficientFunds,
+}
+
+/// An order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "id": 1, "user_id": 1, "price": 40000, "status": "paid", "failure_reason": null,
+    "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"
+}))]
+pub struct OrderBody {
+    #[schema(minimum = 1)]
+    pub id: i64,
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    /// Minor units (kopecks).
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    pub price: i64,
+    /// `pending` only while billing could not be reached; the order is
+    /// finished later.
+    pub status: OrderStatus,
+    /// Why a rejected order was rejected; `null` otherwise.
+    #[schema(required = true)]
+    pub failure_reason: Option<FailureReason>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Order> for OrderBody {
+    fn from(o: Order) -> Self {
+        OrderBody {
+            id: o.id,
+            user_id: o.user_id,
+            price: o.price,
+            status: match o.status.as_str() {
+                PENDING => OrderStatus::Pending,
+                PAID => OrderStatus::Paid,
+                _ => OrderStatus::Rejected,
+            },
+            failure_reason: o.failure_reason.map(|_| FailureReason::InsufficientFunds),
+            created_at: time::utc(o.created_at),
+            updated_at: time::utc(o.updated_at),
+        }
+    }
+}
+
+/// An order to place.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"user_id": 1, "price": 40000}))]
+pub struct NewOrderRequest {
+    /// An existing user.
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    /// Minor units (kopecks).
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    pub price: i64,
+}
+
+/// Place an order
+///
+/// Withdraws the price from the user's account and sends the user a letter:
+/// `paid` with a happy letter, or `rejected` (`insufficient_funds`) with a
+/// sad one. If billing cannot be reached in time the answer is 202 with
+/// status `pending`, and the order is finished later. With an
+/// `Idempotency-Key`, a repeat with the same body returns the original answer.
+#[utoipa::path(
+    post,
+    path = "/orders",
+    operation_id = "create_order",
+    tag = "orders",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body return the original answer"),
+    ),
+    request_body = NewOrderRequest,
+    responses(
+        (status = 201, description = "Placed and decided: `paid` or `rejected`", body = OrderBody,
+            headers(("Location" = String, description = "/orders/{id}"))),
+        (status = 202, description = "Placed; the payment is still open (status `pending`)", body = OrderBody,
+            headers(("Location" = String, description = "/orders/{id}"))),
+        (status = 400, description = "The body is malformed or the Idempotency-Key is empty or too long", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is still in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid price, unknown user, or the key was used with another body; no order was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "user-service could not be reached; no order was stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_order(
+    saga: web::Data<OrderSaga>,
+    req: HttpRequest,
+    body: Json<NewOrderRequest>,
+) -> Result<HttpResponse, OrderError> {
+    let key = IdempotencyKey::from_request(&req)?;
+    let request = body.into_inner();
+    let fingerprint = serde_json::to_string(&request).expect("a request always serializes");
+    let price = Amount::parse("price", request.price).map_err(|e| OrderError::Invalid(e.to_string()))?;
+    if request.user_id < 1 {
+        return Err(OrderError::UnknownUser(request.user_id));
+    }
+    saga.place(request.user_id, price, key.map(|k| (k, fingerprint))).await
+}
+
+/// Get an order
+#[utoipa::path(
+    get,
+    path = "/orders/{id}",
+    operation_id = "get_order",
+    tag = "orders",
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order", body = OrderBody),
+        (status = 400, description = "The id is not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_order(saga: web::Data<OrderSaga>, id: Path<Id>) -> Result<Json<OrderBody>, OrderError> {
+    Ok(Json(saga.find(id.into_inner().get()).await?.into()))
+}
+
+/// List a user's orders
+///
+/// Newest first; `[]` for a user without orders.
+#[utoipa::path(
+    get,
+    path = "/orders",
+    operation_id = "list_orders",
+    tag = "orders",
+    params(UserIdQuery),
+    responses(
+        (status = 200, description = "The orders, newest first", body = Vec<OrderBody>),
+        (status = 400, description = "`user_id` is missing or not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_orders(
+    saga: web::Data<OrderSaga>,
+    query: Query<UserIdQuery>,
+) -> Result<Json<Vec<OrderBody>>, OrderError> {
+    let orders = saga.orders_of(query.user_id.get()).await?;
+    Ok(Json(orders.into_iter().map(Into::into).collect()))
+}

@@ -1,0 +1,13 @@
+diesel::table! {
+    orders (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        price -> BigInt,
+        status -> Text,
+        failure_reason -> Nullable<Text>,
+        notified_at -> Nullable<Timestamp>,
+        lease_until -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}

@@ -1,0 +1,45 @@
+//! The all-in-one run: the four services in one process on one port, each
+//! with its own SQLite file, still calling each other over real HTTP
+//! through that port.
+
+use service_kit::config::{self, BaseUrl, ConfigError};
+use service_kit::db::DatabaseUrl;
+use service_kit::server::Service;
+
+/// Each service's database: `<SERVICE>_DATABASE_URL`, by default a SQLite
+/// file under `./data/`. (`DATABASE_URL` is not used here: four services
+/// cannot share one database.)
+fn database(var: &'static str, file: &str) -> Result<DatabaseUrl, ConfigError> {
+    config::var_or(var, format!("sqlite://data/{file}").parse().expect("valid default"))
+}
+
+/// The four services, with peers at `own_url` unless `*_SERVICE_URL` says
+/// otherwise.
+pub fn services(own_url: BaseUrl) -> Result<Vec<Service>, String> {
+    let text = |e: ConfigError| e.to_string();
+    let mut users = user_service::Settings::from_env(Some(own_url.clone())).map_err(text)?;
+    users.common.database_url = database("USER_DATABASE_URL", "users.db").map_err(text)?;
+    let mut billing = billing_service::Settings::from_env().map_err(text)?;
+    billing.common.database_url = database("BILLING_DATABASE_URL", "billing.db").map_err(text)?;
+    let mut orders = order_service::Settings::from_env(Some(own_url)).map_err(text)?;
+    orders.common.database_url = database("ORDER_DATABASE_URL", "orders.db").map_err(text)?;
+    let mut letters = notification_service::Settings::from_env().map_err(text)?;
+    letters.common.database_url = database("NOTIFICATION_DATABASE_URL", "notifications.db").map_err(text)?;
+
+    // One client for the whole process.
+    let client = order_service::http_client(&orders);
+    Ok(vec![
+        user_service::service(&users, client.clone()).map_err(|e| e.to_string())?,
+        billing_service::service(&billing).map_err(|e| e.to_string())?,
+        order_service::service(&orders, client).map_err(|e| e.to_string())?,
+        notification_service::service(&letters).map_err(|e| e.to_string())?,
+    ])
+}
+
+/// The URL this process reaches itself at: a wildcard bind address is
+/// reached on loopback.
+pub fn own_url(bound: std::net::SocketAddr) -> BaseUrl {
+    let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    format!("http://{host}:{}", bound.port()).parse().expect("a valid URL")
+}

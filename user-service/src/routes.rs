@@ -1,0 +1,139 @@
+//! `POST /users` and `GET /users/{id}`.
+
+use actix_web::web::{self, Json, Path};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use service_kit::idempotency::IdempotencyKey;
+use service_kit::ids::Id;
+use service_kit::{time, Problem};
+use utoipa::ToSchema;
+
+use crate::directory::User;
+use crate::domain::{optional_phone, optional_text, Email, NewUser, Username};
+use crate::error::UserError;
+use crate::registration::Users;
+
+/// A user.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "id": 1, "username": "ivan_petrov", "email": "ivan@example.com", "first_name": "Ivan",
+    "last_name": "Petrov", "phone": "+7 999 123-45-67", "created_at": "2026-11-25T10:00:00Z"
+}))]
+pub struct UserBody {
+    #[schema(minimum = 1)]
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    #[schema(required = true)]
+    pub first_name: Option<String>,
+    #[schema(required = true)]
+    pub last_name: Option<String>,
+    #[schema(required = true)]
+    pub phone: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<User> for UserBody {
+    fn from(u: User) -> Self {
+        UserBody {
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            phone: u.phone,
+            created_at: time::utc(u.created_at),
+        }
+    }
+}
+
+/// A user to create.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "username": "ivan_petrov", "email": "ivan@example.com", "first_name": "Ivan",
+    "last_name": "Petrov", "phone": "+7 999 123-45-67"
+}))]
+pub struct NewUserRequest {
+    /// 3 to 64 of `A-Z a-z 0-9 _ . -`; unique, compared case-insensitively.
+    #[schema(min_length = 3, max_length = 64, pattern = "^[A-Za-z0-9_.-]{3,64}$")]
+    pub username: String,
+    /// A plausible address; unique, compared case-insensitively.
+    #[schema(format = Email, max_length = 254)]
+    pub email: String,
+    #[schema(max_length = 100)]
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[schema(max_length = 100)]
+    #[serde(default)]
+    pub last_name: Option<String>,
+    /// 5 to 20 digits, optionally with `+ - ( )` and spaces.
+    #[schema(max_length = 32)]
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+impl NewUserRequest {
+    fn parse(self) -> Result<NewUser, UserError> {
+        Ok(NewUser {
+            username: Username::parse(&self.username)?,
+            email: Email::parse(&self.email)?,
+            first_name: optional_text("first_name", self.first_name, 100)?,
+            last_name: optional_text("last_name", self.last_name, 100)?,
+            phone: optional_phone(self.phone)?,
+        })
+    }
+}
+
+/// Create a user
+///
+/// Stores the user and opens its billing account (balance 0) before
+/// answering: a 201 means the account exists. With an `Idempotency-Key`,
+/// a repeat with the same body returns the original answer.
+#[utoipa::path(
+    post,
+    path = "/users",
+    operation_id = "create_user",
+    tag = "users",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body return the original answer"),
+    ),
+    request_body = NewUserRequest,
+    responses(
+        (status = 201, description = "Created, with its billing account", body = UserBody,
+            headers(("Location" = String, description = "/users/{id}"))),
+        (status = 400, description = "The body is malformed or the Idempotency-Key is empty or too long", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Username or e-mail taken, or a request with this key is still in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks its rules, or the key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "billing-service could not open the account; nothing was created", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_user(
+    users: web::Data<Users>,
+    req: HttpRequest,
+    body: Json<NewUserRequest>,
+) -> Result<HttpResponse, UserError> {
+    let key = IdempotencyKey::from_request(&req)?;
+    let request = body.into_inner();
+    let fingerprint = serde_json::to_string(&request).expect("a request always serializes");
+    let user = request.parse()?;
+    users.register(user, key.map(|k| (k, fingerprint))).await
+}
+
+/// Get a user
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    operation_id = "get_user",
+    tag = "users",
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = UserBody),
+        (status = 400, description = "The id is not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_user(users: web::Data<Users>, id: Path<Id>) -> Result<Json<UserBody>, UserError> {
+    Ok(Json(users.find(id.into_inner().get()).await?.into()))
+}
