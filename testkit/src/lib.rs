@@ -102,6 +102,21 @@ impl Drop for TestDb {
     }
 }
 
+/// Runs SQL directly on a test database (to arrange states no request can
+/// reach quickly, or to read what requests left behind).
+pub fn execute_sql(db: &TestDb, sql: &str) {
+    match db.database_url() {
+        DatabaseUrl::Postgres(url) => {
+            let mut conn = PgConnection::establish(&url).expect("connect");
+            diesel::sql_query(sql).execute(&mut conn).expect("sql runs");
+        }
+        DatabaseUrl::Sqlite(path) => {
+            let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy()).expect("connect");
+            diesel::sql_query(sql).execute(&mut conn).expect("sql runs");
+        }
+    }
+}
+
 /// A listener on a free loopback port and its base URL.
 pub fn listener() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");

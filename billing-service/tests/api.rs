@@ -1,0 +1,245 @@
+//! billing-service on a random port against a fresh database, on SQLite
+//! and on PostgreSQL.
+
+use billing_service::Settings;
+use serde_json::json;
+use testkit::{on_both_backends, Api, Backend, TestDb};
+
+async fn spawn(backend: Backend) -> (Api, TestDb) {
+    let db = TestDb::fresh(backend, "billing").expect("backend available");
+    let settings = Settings { common: db.common(8) };
+    let (listener, url) = testkit::listener();
+    testkit::serve(listener, vec![billing_service::service(&settings).expect("service builds")]);
+    (Api::new(url), db)
+}
+
+async fn open(api: &Api, user_id: i64) {
+    let r = api.post("/internal/billing/accounts", json!({ "user_id": user_id })).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+async fn deposit(api: &Api, user_id: i64, amount: i64) {
+    let r = api.post(&format!("/billing/accounts/{user_id}/deposit"), json!({ "amount": amount })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+async fn balance(api: &Api, user_id: i64) -> i64 {
+    let r = api.get(&format!("/billing/accounts/{user_id}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["balance"].as_i64().unwrap()
+}
+
+async fn ledger(api: &Api, user_id: i64) -> Vec<serde_json::Value> {
+    let r = api.get(&format!("/billing/accounts/{user_id}/transactions")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body.as_array().unwrap().clone()
+}
+
+async fn opening_an_account_is_idempotent(backend: Backend) {
+    let (api, _db) = spawn(backend).await;
+    let first = api.post("/internal/billing/accounts", json!({ "user_id": 7 })).await;
+    assert_eq!(first.status, 201);
+    assert_eq!(first.body["balance"], 0);
+    assert_eq!(first.header("location"), Some("/billing/accounts/7"));
+    let again = api.post("/internal/billing/accounts", json!({ "user_id": 7 })).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["user_id"], 7);
+    assert_eq!(balance(&api, 7).await, 0);
+    api.post("/internal/billing/accounts", json!({ "user_id": 0 })).await.assert_problem(422);
+}
+
+async fn deposits_and_withdrawals_move_money_and_write_the_ledger(backend: Backend) {
+    let (api, _db) = spawn(backend).await;
+    open(&api, 1).await;
+    let r = api.post("/billing/accounts/1/deposit", json!({ "amount": 1000 })).await;
+    assert_eq!(r.body, json!({ "user_id": 1, "balance": 1000, "transaction_id": r.body["transaction_id"] }));
+    let r = api.post("/billing/accounts/1/withdraw", json!({ "amount": 300, "reference": "shop-1" })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["balance"], 700);
+    let entries = ledger(&api, 1).await;
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["kind"], "withdrawal", "newest first");
+    assert_eq!(entries[0]["amount"], 300);
+    assert_eq!(entries[0]["balance_after"], 700);
+    assert_eq!(entries[0]["reference"], "shop-1");
+    assert_eq!(entries[0]["id"], r.body["transaction_id"]);
+    assert_eq!(entries[1]["kind"], "deposit");
+    assert_eq!(entries[1]["reference"], serde_json::Value::Null);
+    assert!(entries[0]["created_at"].as_str().unwrap().ends_with('Z'));
+}
+
+async fn a_withdrawal_over_the_balance_is_refused_and_changes_nothing(backend: Backend) {
+    let (api, _db) = spawn(backend).await;
+    open(&api, 1).await;
+    deposit(&api, 1, 100).await;
+    let r = api.post("/billing/accounts/1/withdraw", json!({ "amount": 101 })).await;
+    assert_eq!(r.assert_problem(409), "insufficient-funds");
+    assert!(r.body["type"].as_str().unwrap().ends_with("insufficient-funds"));
+    assert_eq!(balance(&api, 1).await, 100);
+    assert_eq!(ledger(&api, 1).await.len(), 1);
+}
+
+async fn references_make_movements_idempotent(backend: Backend) {
+    let (api, _db) = spawn(backend).await;
+    open(&api, 1).await;
+    let first = api.post("/billing/accounts/1/deposit", json!({ "amount": 500, "reference": "gift" })).await;
+    deposit(&api, 1, 1).await;
+    let again = api.post("/billing/accounts/1/deposit", json!({ "amount": 500, "reference": "gift" })).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, first.body, "the original answer, balance as it was then");
+    assert_eq!(balance(&api, 1).await, 501);
+    let other_amount = api.post("/billing/accounts/1/deposit", json!({ "amount": 5, "reference": "gift" })).await;
+    assert_eq!(other_amount.assert_problem(422), "reference-reused");
+    let other_kind = api.post("/billing/accounts/1/withdraw", json!({ "amount": 500, "reference": "gift" })).await;
+    assert_eq!(other_kind.assert_problem(422), "reference-reused");
+    assert_eq!(balance(&api, 1).await, 501);
+    assert_eq!(ledger(&api, 1).await.len(), 2);
+}
+
+async fn order_references_are_reserved_for_the_internal_route(backend: Backend) {
+    let (api, _db) = spawn(backend).await;
+    open(&api, 1).await;
+    deposit(&api, 1, 1000).await;
+    let public = api.post("/billing/accounts/1/withdraw", json!({ "amount": 10, "reference": "order-5" })).await;
+    public.assert_problem(422);
+    let internal =
+        api.post("/internal/billing/accounts/1/withdraw", json!({ "amount": 10, "reference": "order-5" })).await;
+    assert_eq!(internal.status, 200, "{}", internal.text);
+    assert_eq!(internal.body["balance"], 990);
+    let replay =
+        api.post("/internal/billing/accounts/1/withdraw", json!({ "amount": 10, "reference": "order-5" })).await;
+    assert_eq!(replay.body, internal.body);
+    assert_eq!(balance(&api, 1).await, 990);
+    // The internal route requires a reference.
+    api.post("/internal/billing/accounts/1/withdraw", json!({ "amount": 10 })).await.assert_problem(400);
+}
+
+async fn a_declined_reference_stays_declined(backend: Backend) {
+    let (api, _db) = spawn(backend).await;
+    open(&api, 1).await;
+    deposit(&api, 1, 5).await;
+    let path = "/internal/billing/accounts/1/withdraw";
+    let declined = api.post(path, json!({ "amount": 10, "reference": "order-9" })).await;
+    assert_eq!(declined.assert_problem(409), "insufficient-funds");
+    deposit(&api, 1, 100).await;
+    // Same reference after a deposit: still the original answer, no charge.
+    let again = api.post(path, json!({ "amount": 10, "reference": "order-9" })).await;
+    assert_eq!(again.assert_problem(409), "insufficient-funds");
+    assert_eq!(again.body["detail"], declined.body["detail"]);
+    assert_eq!(balance(&api, 1).await, 105);
+}
+
+async fn unknown_accounts_are_404(backend: Backend) {
+    let (api, _db) = spawn(backend).await;
+    api.get("/billing/accounts/42").await.assert_problem(404);
+    api.get("/billing/accounts/42/transactions").await.assert_problem(404);
+    api.post("/billing/accounts/42/deposit", json!({ "amount": 1 })).await.assert_problem(404);
+    api.post("/billing/accounts/42/withdraw", json!({ "amount": 1, "reference": "x" })).await.assert_problem(404);
+}
+
+async fn bad_input_is_a_problem_and_writes_nothing(backend: Backend) {
+    let (api, _db) = spawn(backend).await;
+    open(&api, 1).await;
+    deposit(&api, 1, 100).await;
+    let path = "/billing/accounts/1/deposit";
+    let json_ct = Some("application/json");
+    for (body, status) in [
+        ("{", 400),
+        ("[]", 400),
+        (r#"{"amount": "10"}"#, 400),
+        (r#"{"amount": 1.5}"#, 400),
+        (r#"{"amount": 1e3}"#, 400),
+        (r#"{"amount": 9223372036854775808}"#, 400),
+        (r#"{"reference": "x"}"#, 400),
+        (r#"{"amount": 0}"#, 422),
+        (r#"{"amount": -5}"#, 422),
+        (r#"{"amount": 1000000000001}"#, 422),
+        (r#"{"amount": 1, "reference": ""}"#, 422),
+    ] {
+        let r = api.post_raw(path, json_ct, body).await;
+        r.assert_problem(status);
+    }
+    let long_ref = json!({ "amount": 1, "reference": "r".repeat(256) }).to_string();
+    api.post_raw(path, json_ct, long_ref).await.assert_problem(422);
+    api.post_raw(path, Some("text/plain"), r#"{"amount": 1}"#).await.assert_problem(415);
+    api.post_raw(path, None, r#"{"amount": 1}"#).await.assert_problem(415);
+    let huge = format!(r#"{{"amount": 1, "reference": "{}"}}"#, "x".repeat(70 * 1024));
+    api.post_raw(path, json_ct, huge).await.assert_problem(413);
+    for id in ["abc", "0", "-1", "9223372036854775808", "1.5"] {
+        api.get(&format!("/billing/accounts/{id}")).await.assert_problem(400);
+    }
+    api.get("/billing/accounts/1/deposit").await.assert_problem(405);
+    api.get("/billing/nothing-here").await.assert_problem(404);
+    assert_eq!(balance(&api, 1).await, 100);
+    assert_eq!(ledger(&api, 1).await.len(), 1, "no refused request wrote a row");
+}
+
+async fn a_deposit_that_would_overflow_is_refused(backend: Backend) {
+    let (api, db) = spawn(backend).await;
+    open(&api, 1).await;
+    deposit(&api, 1, 100).await;
+    // Reaching i64::MAX by deposits would take millions of them: set the
+    // balance close to it directly.
+    let near_max = i64::MAX - 50;
+    testkit::execute_sql(&db, &format!("UPDATE accounts SET balance = {near_max} WHERE user_id = 1"));
+    let r = api.post("/billing/accounts/1/deposit", json!({ "amount": 51 })).await;
+    assert_eq!(r.assert_problem(422), "balance-overflow");
+    assert_eq!(balance(&api, 1).await, near_max);
+    deposit(&api, 1, 50).await;
+    assert_eq!(balance(&api, 1).await, i64::MAX);
+    assert_eq!(ledger(&api, 1).await.len(), 2);
+}
+
+async fn concurrent_withdrawals_never_overdraw(backend: Backend) {
+    let (api, _db) = spawn(backend).await;
+    open(&api, 1).await;
+    deposit(&api, 1, 100).await;
+    let attempts = (0..50).map(|i| {
+        let api = api.clone();
+        async move {
+            let body = json!({ "amount": 10, "reference": format!("order-{i}") });
+            api.post("/internal/billing/accounts/1/withdraw", body).await.status
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 40, "{statuses:?}");
+    assert_eq!(balance(&api, 1).await, 0);
+    let entries = ledger(&api, 1).await;
+    let withdrawn: i64 =
+        entries.iter().filter(|e| e["kind"] == "withdrawal").map(|e| e["amount"].as_i64().unwrap()).sum();
+    assert_eq!(withdrawn, 100);
+}
+
+async fn concurrent_repeats_of_one_reference_move_money_once(backend: Backend) {
+    let (api, _db) = spawn(backend).await;
+    open(&api, 1).await;
+    deposit(&api, 1, 1000).await;
+    let attempts = (0..20).map(|_| {
+        let api = api.clone();
+        async move {
+            let r = api
+                .post("/internal/billing/accounts/1/withdraw", json!({ "amount": 10, "reference": "order-1" }))
+                .await;
+            (r.status, r.body["transaction_id"].clone())
+        }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    assert!(answers.windows(2).all(|w| w[0].1 == w[1].1), "one entry for all: {answers:?}");
+    assert_eq!(balance(&api, 1).await, 990);
+}
+
+on_both_backends!(
+    opening_an_account_is_idempotent,
+    deposits_and_withdrawals_move_money_and_write_the_ledger,
+    a_withdrawal_over_the_balance_is_refused_and_changes_nothing,
+    references_make_movements_idempotent,
+    order_references_are_reserved_for_the_internal_route,
+    a_declined_reference_stays_declined,
+    unknown_accounts_are_404,
+    bad_input_is_a_problem_and_writes_nothing,
+    a_deposit_that_would_overflow_is_refused,
+    concurrent_withdrawals_never_overdraw,
+    concurrent_repeats_of_one_reference_move_money_once,
+);

@@ -1,0 +1,141 @@
+//! user-service on a random port against a fresh database, with a real
+//! billing-service beside it, on SQLite and on PostgreSQL.
+
+use std::time::Duration;
+
+use serde_json::json;
+use service_kit::config::BaseUrl;
+use testkit::{on_both_backends, unique, Api, Backend, TestDb};
+
+struct Stack {
+    users: Api,
+    billing: Api,
+    _dbs: Vec<TestDb>,
+}
+
+fn settings(db: &TestDb, billing_url: BaseUrl) -> user_service::Settings {
+    user_service::Settings {
+        common: db.common(4),
+        billing_url,
+        http_timeout: Duration::from_millis(500),
+        budget: Duration::from_millis(1500),
+        recovery_interval: Duration::from_secs(3600),
+    }
+}
+
+async fn spawn(backend: Backend) -> Stack {
+    let billing_db = TestDb::fresh(backend, "billing").expect("backend available");
+    let (listener, billing_url) = testkit::listener();
+    let billing = billing_service::service(&billing_service::Settings { common: billing_db.common(4) }).unwrap();
+    testkit::serve(listener, vec![billing]);
+    let users_db = TestDb::fresh(backend, "users").expect("backend available");
+    let s = settings(&users_db, billing_url.parse().unwrap());
+    let (listener, users_url) = testkit::listener();
+    testkit::serve(listener, vec![user_service::service(&s, user_service::http_client(&s)).unwrap()]);
+    Stack { users: Api::new(users_url), billing: Api::new(billing_url), _dbs: vec![billing_db, users_db] }
+}
+
+fn new_user() -> serde_json::Value {
+    let name = unique("user_");
+    json!({ "username": name, "email": format!("{name}@example.com"), "first_name": "Ann" })
+}
+
+async fn creating_a_user_opens_the_billing_account(backend: Backend) {
+    let s = spawn(backend).await;
+    let body = new_user();
+    let r = s.users.post("/users", body.clone()).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_i64().unwrap();
+    assert_eq!(r.header("location"), Some(format!("/users/{id}").as_str()));
+    assert_eq!(r.body["username"], body["username"]);
+    assert_eq!(r.body["last_name"], serde_json::Value::Null, "absent optional fields are null");
+    assert_eq!(r.body["phone"], serde_json::Value::Null);
+    let account = s.billing.get(&format!("/billing/accounts/{id}")).await;
+    assert_eq!(account.status, 200);
+    assert_eq!(account.body["balance"], 0);
+    let got = s.users.get(&format!("/users/{id}")).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, r.body);
+}
+
+async fn duplicates_are_refused_case_insensitively(backend: Backend) {
+    let s = spawn(backend).await;
+    let body = new_user();
+    assert_eq!(s.users.post("/users", body.clone()).await.status, 201);
+    let mut same_name = new_user();
+    same_name["username"] = json!(body["username"].as_str().unwrap().to_uppercase());
+    assert_eq!(s.users.post("/users", same_name).await.assert_problem(409), "username-taken");
+    let mut same_email = new_user();
+    same_email["email"] = json!(body["email"].as_str().unwrap().to_uppercase());
+    assert_eq!(s.users.post("/users", same_email).await.assert_problem(409), "email-taken");
+}
+
+async fn invalid_users_are_refused(backend: Backend) {
+    let s = spawn(backend).await;
+    for (field, value) in [
+        ("username", json!("ab")),
+        ("username", json!("x".repeat(65))),
+        ("username", json!("has space")),
+        ("email", json!("not-an-email")),
+        ("email", json!("a@b")),
+        ("phone", json!("call me")),
+        ("first_name", json!("x".repeat(101))),
+    ] {
+        let mut body = new_user();
+        body[field] = value;
+        s.users.post("/users", body).await.assert_problem(422);
+    }
+    s.users.post("/users", json!({ "email": "a@b.co" })).await.assert_problem(400);
+    s.users.post("/users", json!({ "username": 5, "email": "a@b.co" })).await.assert_problem(400);
+    s.users.post_raw("/users", Some("text/plain"), new_user().to_string()).await.assert_problem(415);
+    s.users.get("/users/abc").await.assert_problem(400);
+    s.users.get("/users/0").await.assert_problem(400);
+    s.users.get("/users/12345").await.assert_problem(404);
+    s.users.send(s.users.client.delete(format!("{}/users/1", s.users.base))).await.assert_problem(405);
+}
+
+async fn an_idempotency_key_replays_the_first_answer(backend: Backend) {
+    let s = spawn(backend).await;
+    let key = unique("key-");
+    let body = new_user();
+    let first = s.users.post_keyed("/users", &key, body.clone()).await;
+    assert_eq!(first.status, 201);
+    let replay = s.users.post_keyed("/users", &key, body.clone()).await;
+    assert_eq!(replay.status, 201);
+    assert_eq!(replay.body, first.body);
+    assert_eq!(replay.header("location"), first.header("location"));
+    let other = s.users.post_keyed("/users", &key, new_user()).await;
+    assert_eq!(other.assert_problem(422), "idempotency-key-reused");
+    s.users.post_keyed("/users", "", new_user()).await.assert_problem(400);
+    s.users.post_keyed("/users", &"k".repeat(256), new_user()).await.assert_problem(400);
+}
+
+async fn no_user_is_left_when_billing_is_unreachable(backend: Backend) {
+    let db = TestDb::fresh(backend, "users").expect("backend available");
+    // A port nobody listens on.
+    let dead = {
+        let (l, url) = testkit::listener();
+        drop(l);
+        url
+    };
+    let s = settings(&db, dead.parse().unwrap());
+    let (listener, url) = testkit::listener();
+    testkit::serve(listener, vec![user_service::service(&s, user_service::http_client(&s)).unwrap()]);
+    let users = Api::new(url);
+    let body = new_user();
+    let key = unique("key-");
+    let r = users.post_keyed("/users", &key, body.clone()).await;
+    assert_eq!(r.assert_problem(503), "service-unavailable");
+    assert!(users.get("/users/1").await.status == 404, "no user is visible");
+    // The name is free again and the key may be retried.
+    let again = users.post_keyed("/users", &key, body).await;
+    again.assert_problem(503);
+}
+
+on_both_backends!(
+    creating_a_user_opens_the_billing_account,
+    duplicates_are_refused_case_insensitively,
+    invalid_users_are_refused,
+    an_idempotency_key_replays_the_first_answer,
+    no_user_is_left_when_billing_is_unreachable,
+);
