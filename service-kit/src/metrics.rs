@@ -9,7 +9,8 @@ use prometheus::Registry;
 
 /// Collectors the services define (saga outcomes, retries, recoveries). They
 /// are process-wide; every server's registry exposes them.
-static EXTRA: OnceLock<std::sync::Mutex<Vec<Box<dyn Fn() -> Box<dyn Collector> + Send>>>> = OnceLock::new();
+type MakeCollector = Box<dyn Fn() -> Box<dyn Collector> + Send>;
+static EXTRA: OnceLock<std::sync::Mutex<Vec<MakeCollector>>> = OnceLock::new();
 
 /// Adds a collector to every `/metrics` built after this call.
 pub fn register(make: impl Fn() -> Box<dyn Collector> + Send + 'static) {
