@@ -5,6 +5,7 @@
 use service_kit::config::{self, BaseUrl, ConfigError};
 use service_kit::db::DatabaseUrl;
 use service_kit::server::Service;
+use utoipa::OpenApi;
 
 /// Each service's database: `<SERVICE>_DATABASE_URL`, by default a SQLite
 /// file under `./data/`. (`DATABASE_URL` is not used here: four services
@@ -42,4 +43,25 @@ pub fn own_url(bound: std::net::SocketAddr) -> BaseUrl {
     let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
     let host = if host.contains(':') { format!("[{host}]") } else { host };
     format!("http://{host}:{}", bound.port()).parse().expect("a valid URL")
+}
+
+/// The four OpenAPI documents as served (with their `servers`), by the
+/// file they are committed as under `openapi/`.
+pub fn openapi_documents() -> Vec<(&'static str, utoipa::openapi::OpenApi)> {
+    use service_kit::docs::publish;
+    vec![
+        ("user-service.yaml", publish(user_service::ApiDoc::openapi())),
+        ("billing-service.yaml", publish(billing_service::ApiDoc::openapi())),
+        ("order-service.yaml", publish(order_service::ApiDoc::openapi())),
+        ("notification-service.yaml", publish(notification_service::ApiDoc::openapi())),
+    ]
+}
+
+/// A document as committed: YAML, ending with a newline.
+pub fn to_yaml(doc: &utoipa::openapi::OpenApi) -> String {
+    let mut text = doc.to_yaml().expect("a document always serializes");
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
 }

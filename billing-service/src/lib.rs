@@ -101,10 +101,8 @@ impl Billing {
         routes::internal::pay_order,
     ),
     components(schemas(service_kit::Problem)),
-    tags(
-        (name = "billing", description = "Accounts, deposits, withdrawals and the ledger"),
-        (name = "billing-internal", description = "Service-to-service routes; not exposed by the Ingress"),
-    )
+    tags((name = "billing", description = "Accounts, deposits, withdrawals and the ledger. \
+        Routes under `/internal/` are for user-service and order-service only; the Ingress does not expose them."))
 )]
 pub struct ApiDoc;
 

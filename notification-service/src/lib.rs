@@ -47,10 +47,8 @@ pub struct Notifications {
     ),
     paths(routes::list, routes::send),
     components(schemas(service_kit::Problem)),
-    tags(
-        (name = "notifications", description = "Letters sent to users"),
-        (name = "notifications-internal", description = "Service-to-service routes; not exposed by the Ingress"),
-    )
+    tags((name = "notifications", description = "Letters sent to users. \
+        `POST /internal/notifications` is for order-service only; the Ingress does not expose it."))
 )]
 pub struct ApiDoc;
 

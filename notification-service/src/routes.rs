@@ -147,7 +147,7 @@ pub async fn list(
     post,
     path = "/internal/notifications",
     operation_id = "send_notification",
-    tag = "notifications-internal",
+    tag = "notifications",
     request_body = LetterRequest,
     responses(
         (status = 201, description = "Stored", body = LetterBody),

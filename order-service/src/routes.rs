@@ -94,7 +94,8 @@ pub struct NewOrderRequest {
     operation_id = "create_order",
     tag = "orders",
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body return the original answer"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, example = "3f1c2a9e-order-1",
+            description = "Makes a retry safe: the same key and body return the original answer (1 to 255 characters)"),
     ),
     request_body = NewOrderRequest,
     responses(

@@ -1,12 +1,55 @@
 //! Swagger UI, served from the binary (vendored assets, no validator badge).
 
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::server::Server;
-use utoipa::openapi::OpenApi;
+use utoipa::openapi::{ObjectBuilder, OpenApi, Required, Type};
 use utoipa_swagger_ui::{Config, SwaggerUi, Url};
+
+/// A document as served and committed: the servers, and `X-Request-Id` on
+/// every operation and every response.
+pub fn publish(doc: OpenApi) -> OpenApi {
+    with_request_ids(with_servers(doc))
+}
+
+fn request_id_schema() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(128))
+}
+
+/// Every operation accepts an `X-Request-Id` and every answer carries one.
+fn with_request_ids(mut doc: OpenApi) -> OpenApi {
+    let parameter = ParameterBuilder::new()
+        .name("X-Request-Id")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Correlates the request across services and logs: 1 to 128 visible ASCII characters; \
+             one is generated when absent or invalid.",
+        ))
+        .schema(Some(request_id_schema().pattern(Some("^[\\x21-\\x7E]{1,128}$"))))
+        .build();
+    let header = HeaderBuilder::new()
+        .schema(request_id_schema())
+        .description(Some("The request's id: the caller's if it sent a valid one, else a generated one."))
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        let operations: [&mut Option<Operation>; 5] =
+            [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+        for operation in operations.into_iter().flatten() {
+            operation.parameters.get_or_insert_with(Vec::new).push(parameter.clone());
+            for response in operation.responses.responses.values_mut() {
+                if let utoipa::openapi::RefOr::T(response) = response {
+                    response.headers.insert("X-Request-Id".into(), header.clone());
+                }
+            }
+        }
+    }
+    doc
+}
 
 /// Where the documents say the API lives: the host the page came from
 /// first, so "Try it out" works locally and through the Ingress alike.
-pub fn with_servers(mut doc: OpenApi) -> OpenApi {
+fn with_servers(mut doc: OpenApi) -> OpenApi {
     doc.servers = Some(vec![Server::new("/"), {
         let mut s = Server::new("http://arch.homework");
         s.description = Some("The Kubernetes Ingress host".into());

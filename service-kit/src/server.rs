@@ -34,7 +34,7 @@ pub fn start(listener: TcpListener, services: Vec<Service>) -> std::io::Result<S
     let readiness =
         web::Data::new(Readiness { databases: services.iter().map(|s| (s.name, s.database.clone())).collect() });
     let mounts: Vec<_> =
-        services.iter().map(|s| (s.routes.clone(), s.docs_slug, docs::with_servers(s.openapi.clone()))).collect();
+        services.iter().map(|s| (s.routes.clone(), s.docs_slug, docs::publish(s.openapi.clone()))).collect();
     let slugs: Vec<&'static str> = services.iter().map(|s| s.docs_slug).collect();
     let home = if slugs.len() == 1 { format!("/docs/{}/", slugs[0]) } else { "/docs/".to_owned() };
     let metrics = metrics::middleware();

@@ -95,7 +95,8 @@ impl NewUserRequest {
     operation_id = "create_user",
     tag = "users",
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body return the original answer"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, example = "3f1c2a9e-order-1",
+            description = "Makes a retry safe: the same key and body return the original answer (1 to 255 characters)"),
     ),
     request_body = NewUserRequest,
     responses(

@@ -42,7 +42,7 @@ pub struct OrderPaymentRequest {
     post,
     path = "/internal/billing/accounts",
     operation_id = "open_account",
-    tag = "billing-internal",
+    tag = "billing",
     request_body = OpenAccountRequest,
     responses(
         (status = 201, description = "Opened with balance 0", body = AccountBody),
@@ -73,7 +73,7 @@ pub async fn open_account(
     post,
     path = "/internal/billing/accounts/{user_id}/withdraw",
     operation_id = "pay_order",
-    tag = "billing-internal",
+    tag = "billing",
     params(("user_id" = i64, Path, minimum = 1, example = 1, description = "The account's user id")),
     request_body = OrderPaymentRequest,
     responses(
