@@ -1,16 +1,10 @@
-use service_kit::server::{bind, or_exit, start};
-
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     service_kit::request_id::init_logging();
-    let settings = or_exit(billing_service::Settings::from_env());
-    let listener = or_exit(bind(settings.common.bind_addr));
-    let service = or_exit(billing_service::service(&settings));
-    log::info!(
-        "{} listening on {} ({})",
-        billing_service::NAME,
-        settings.common.bind_addr,
-        settings.common.database_url.backend()
-    );
-    start(listener, vec![service])?.await
+    service_kit::server::run_alone(
+        billing_service::Settings::from_env(),
+        |s| s.common.bind_addr,
+        billing_service::service,
+    )
+    .await
 }

@@ -243,3 +243,23 @@ on_both_backends!(
     concurrent_withdrawals_never_overdraw,
     concurrent_repeats_of_one_reference_move_money_once,
 );
+
+/// Replicas starting together on one PostgreSQL database take turns at the
+/// migrations instead of failing.
+#[test]
+fn replicas_starting_together_migrate_once() {
+    if !testkit::postgres_available() {
+        return;
+    }
+    let db = TestDb::fresh(Backend::Postgres, "billing-replicas").unwrap();
+    let settings = Settings { common: db.common(2) };
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let settings = settings.clone();
+            std::thread::spawn(move || billing_service::service(&settings).map(drop).map_err(|e| e.to_string()))
+        })
+        .collect();
+    for start in starts {
+        start.join().unwrap().expect("every replica starts");
+    }
+}

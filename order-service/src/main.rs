@@ -1,17 +1,10 @@
-use service_kit::server::{bind, or_exit, start};
-
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     service_kit::request_id::init_logging();
-    let settings = or_exit(order_service::Settings::from_env(None));
-    let listener = or_exit(bind(settings.common.bind_addr));
-    let client = order_service::http_client(&settings);
-    let service = or_exit(order_service::service(&settings, client));
-    log::info!(
-        "{} listening on {} ({})",
-        order_service::NAME,
-        settings.common.bind_addr,
-        settings.common.database_url.backend()
-    );
-    start(listener, vec![service])?.await
+    service_kit::server::run_alone(
+        order_service::Settings::from_env(None),
+        |s| s.common.bind_addr,
+        |s| order_service::service(s, order_service::http_client(s)),
+    )
+    .await
 }

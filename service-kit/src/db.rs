@@ -301,6 +301,7 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32, migrations: &Migrations) -> Re
             std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         }
     }
+    log::info!("database {}", url.redacted());
     let connector = Connector::new(url.clone());
     let mut conn = open_patiently(&connector).map_err(|e| fail(e.to_string()))?;
     migrate(&mut conn, migrations).map_err(|e| fail(format!("migrations failed: {e}")))?;

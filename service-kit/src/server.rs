@@ -89,3 +89,18 @@ pub fn or_exit<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
 pub fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, String> {
     TcpListener::bind(addr).map_err(|e| format!("cannot listen on BIND_ADDR={addr}: {e}"))
 }
+
+/// `main` of a binary that runs one service: logging, configuration,
+/// database, then serve until SIGTERM. `build` gets the parsed settings.
+pub async fn run_alone<S>(
+    settings: Result<S, crate::config::ConfigError>,
+    bind_addr: impl FnOnce(&S) -> std::net::SocketAddr,
+    build: impl FnOnce(&S) -> Result<Service, crate::db::DatabaseSetupError>,
+) -> std::io::Result<()> {
+    let settings = or_exit(settings);
+    let addr = bind_addr(&settings);
+    let listener = or_exit(bind(addr));
+    let service = or_exit(build(&settings));
+    log::info!("{} listening on {addr}", service.name);
+    start(listener, vec![service])?.await
+}
