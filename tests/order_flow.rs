@@ -115,8 +115,14 @@ async fn bad_orders_are_refused_and_store_nothing(backend: Backend) {
     ] {
         orders.post_raw("/orders", json_ct, body).await.assert_problem(400);
     }
-    orders.post_raw("/orders", Some("text/plain"), format!(r#"{{"user_id": {user}, "price": 10}}"#)).await.assert_problem(415);
-    orders.post_raw("/orders", json_ct, format!(r#"{{"user_id": {user}, "price": 10, "pad": "{}"}}"#, "x".repeat(70_000))).await.assert_problem(413);
+    orders
+        .post_raw("/orders", Some("text/plain"), format!(r#"{{"user_id": {user}, "price": 10}}"#))
+        .await
+        .assert_problem(415);
+    orders
+        .post_raw("/orders", json_ct, format!(r#"{{"user_id": {user}, "price": 10, "pad": "{}"}}"#, "x".repeat(70_000)))
+        .await
+        .assert_problem(413);
     orders.get("/orders").await.assert_problem(400);
     orders.get("/orders?user_id=x").await.assert_problem(400);
     orders.get("/orders/abc").await.assert_problem(400);

@@ -138,4 +138,50 @@ on_both_backends!(
     invalid_users_are_refused,
     an_idempotency_key_replays_the_first_answer,
     no_user_is_left_when_billing_is_unreachable,
+    recovery_finishes_a_user_left_pending,
 );
+
+/// The body the crashed request sent, as the service fingerprints it.
+fn crashed_request() -> String {
+    r#"{"username":"Crashed","email":"crashed@example.com","first_name":null,"last_name":null,"phone":null}"#.to_owned()
+}
+
+/// A user whose creating request died between storing it and opening its
+/// account (a crash) is invisible, and recovery finishes it.
+async fn recovery_finishes_a_user_left_pending(backend: Backend) {
+    let s = spawn(backend).await;
+    let users_db = &s._dbs[1];
+    testkit::execute_sql(
+        users_db,
+        "INSERT INTO users (username, username_key, email, email_key, status, created_at) \
+         VALUES ('Crashed', 'crashed', 'crashed@example.com', 'crashed@example.com', 'pending', '2026-01-01 00:00:00')",
+    );
+    testkit::execute_sql(
+        users_db,
+        &format!(
+            "INSERT INTO idempotency_keys (key, request, resource_id, created_at) VALUES ('k-crash', '{}', 1, '2026-01-01 00:00:00')",
+            crashed_request()
+        ),
+    );
+    s.users.get("/users/1").await.assert_problem(404);
+    let billing_url: BaseUrl = s.billing.base.parse().unwrap();
+    let settings = settings(users_db, billing_url);
+    let pool = service_kit::db::connect(&settings.common.database_url, 2, &user_service::MIGRATIONS).unwrap();
+    let users = user_service::registration::Users {
+        pool,
+        billing: user_service::billing::BillingClient {
+            peer: service_kit::peer::Peer::new("billing-service", settings.billing_url.clone(), reqwest::Client::new()),
+            policy: service_kit::peer::RetryPolicy::within(Duration::from_secs(2)),
+        },
+    };
+    assert_eq!(users.recover(Duration::from_secs(30)).await.unwrap(), 1);
+    let user = s.users.get("/users/1").await;
+    assert_eq!(user.status, 200, "{}", user.text);
+    assert_eq!(user.body["username"], "Crashed");
+    assert_eq!(s.billing.get("/billing/accounts/1").await.status, 200);
+    // The key's replay is the 201 the crashed request never sent.
+    let replay = s.users.post_keyed("/users", "k-crash", serde_json::from_str(&crashed_request()).unwrap()).await;
+    assert_eq!(replay.status, 201, "{}", replay.text);
+    assert_eq!(replay.body, user.body);
+    assert_eq!(users.recover(Duration::from_secs(30)).await.unwrap(), 0, "nothing left to do");
+}
