@@ -47,23 +47,19 @@ pub fn start(listener: TcpListener, services: Vec<Service>) -> std::io::Result<S
             .configure(crate::health::routes);
         for (routes, slug, doc) in &mounts {
             let routes = routes.clone();
-            app = app.configure(move |cfg| routes(cfg)).service(docs::service_page(slug, doc.clone()));
+            app = app
+                .configure(move |cfg| routes(cfg))
+                .service(docs::service_page(slug, doc.clone()))
+                .route(&format!("/docs/{slug}"), redirect_to(format!("/docs/{slug}/")));
         }
+        app = app.route("/docs", redirect_to(home.clone())).route("/", redirect_to(home.clone()));
         if slugs.len() > 1 {
             app = app.service(docs::index_page(&slugs));
         }
-        let home = home.clone();
-        app.route(
-            "/",
-            web::get().to(move || {
-                let home = home.clone();
-                async move { HttpResponse::Found().insert_header(("Location", home)).finish() }
-            }),
-        )
-        .default_service(web::to(http_errors::unknown_route))
-        .wrap(http_errors::problem_bodies())
-        .wrap(metrics.clone())
-        .wrap(from_fn(request_id::propagate))
+        app.default_service(web::to(http_errors::unknown_route))
+            .wrap(http_errors::problem_bodies())
+            .wrap(metrics.clone())
+            .wrap(from_fn(request_id::propagate))
     })
     .shutdown_timeout(30)
     .listen(listener)?
@@ -74,6 +70,15 @@ pub fn start(listener: TcpListener, services: Vec<Service>) -> std::io::Result<S
         }
     }
     Ok(server)
+}
+
+/// A GET route that sends the browser to `target` (Swagger UI needs the
+/// trailing slash).
+fn redirect_to(target: String) -> actix_web::Route {
+    web::get().to(move || {
+        let target = target.clone();
+        async move { HttpResponse::Found().insert_header(("Location", target)).finish() }
+    })
 }
 
 /// Prints a start-up error as one line and exits 1.

@@ -1,0 +1,83 @@
+//! The all-in-one assembly: four services on one port, calling each other
+//! through it; docs, probes and metrics on the same port.
+
+use serde_json::json;
+use testkit::{Api, Backend, TestDb};
+
+/// The all-in-one reads its databases from the environment, which is
+/// process-wide: one test walks both backends in turn.
+#[actix_web::test]
+async fn one_port_serves_the_whole_system() {
+    let mut backends = vec![Backend::Sqlite];
+    if testkit::postgres_available() {
+        backends.push(Backend::Postgres);
+    }
+    for backend in backends {
+        walk(backend).await;
+    }
+}
+
+async fn walk(backend: Backend) {
+    let dbs: Vec<TestDb> =
+        ["users", "billing", "orders", "letters"].iter().map(|label| TestDb::fresh(backend, label).unwrap()).collect();
+    for (var, db) in ["USER_DATABASE_URL", "BILLING_DATABASE_URL", "ORDER_DATABASE_URL", "NOTIFICATION_DATABASE_URL"]
+        .iter()
+        .zip(&dbs)
+    {
+        std::env::set_var(var, &db.url);
+    }
+    let (listener, url) = testkit::listener();
+    let services = order_system::services(order_system::own_url(listener.local_addr().unwrap())).unwrap();
+    let server = testkit::serve(listener, services);
+    let api = Api::new(url);
+
+    let user = api.post("/users", json!({ "username": "ann", "email": "ann@example.com" })).await;
+    assert_eq!(user.status, 201, "{}", user.text);
+    let id = user.body["id"].as_i64().unwrap();
+    api.post(&format!("/billing/accounts/{id}/deposit"), json!({ "amount": 500 })).await;
+    let order = api.post("/orders", json!({ "user_id": id, "price": 400 })).await;
+    assert_eq!(order.body["status"], "paid", "{}", order.text);
+    let letters = api.get(&format!("/notifications?user_id={id}")).await;
+    assert_eq!(letters.body[0]["kind"], "order_paid");
+    // The request id of the order reached every service it called.
+    let rid = "trace-me-123";
+    let traced = api
+        .send(
+            api.client
+                .post(format!("{}/orders", api.base))
+                .header("X-Request-Id", rid)
+                .json(&json!({ "user_id": id, "price": 50 })),
+        )
+        .await;
+    assert_eq!(traced.header("x-request-id"), Some(rid));
+    let bad = api.send(api.client.get(format!("{}/users/{id}", api.base)).header("X-Request-Id", "has space")).await;
+    assert_ne!(bad.header("x-request-id"), Some("has space"));
+    assert_eq!(bad.header("x-request-id").unwrap().len(), 32, "a generated id replaces an invalid one");
+
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for (from, to) in [("/", "/docs/"), ("/docs", "/docs/"), ("/docs/users", "/docs/users/")] {
+        let res = no_redirects.get(format!("{}{from}", api.base)).send().await.unwrap();
+        assert_eq!(res.status(), 302, "{from}");
+        assert_eq!(res.headers()["location"], to, "{from}");
+    }
+    let page = api.get("/docs/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("swagger"), "the Swagger UI page");
+    for slug in ["users", "billing", "orders", "notifications"] {
+        let doc = api.get(&format!("/docs/{slug}/openapi.json")).await;
+        assert_eq!(doc.status, 200, "{slug}");
+        assert_eq!(doc.body["servers"][0]["url"], "/");
+        assert_eq!(api.get(&format!("/docs/{slug}/")).await.status, 200, "{slug} page");
+    }
+    let ready = api.get("/health/ready").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.body["checks"].as_object().unwrap().len(), 4);
+    assert_eq!(api.get("/health/live").await.status, 200);
+    let metrics = api.get("/metrics").await.text;
+    assert!(
+        metrics.contains(r#"arch_http_requests_total{endpoint="/orders",method="POST",status="201"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"orders_total{outcome="paid"}"#), "{metrics}");
+    server.stop(true).await;
+}
