@@ -30,6 +30,9 @@ pub struct OrderSaga {
     pub lease: Duration,
 }
 
+/// How many unfinished orders one recovery round leases.
+const RECOVERY_BATCH: i64 = 20;
+
 /// A key and the request it came with.
 pub type Keyed = Option<(IdempotencyKey, String)>;
 
@@ -181,11 +184,12 @@ impl OrderSaga {
         let (now, until) = (time::now(), later(self.lease));
         let orders = db::run(
             &self.pool,
-            move |conn| with_backend!(conn, c => Ok::<_, OrderError>(c.lease_unfinished(now, until, 50)?)),
+            move |conn| with_backend!(conn, c => Ok::<_, OrderError>(c.lease_unfinished(now, until, RECOVERY_BATCH)?)),
         )
         .await?;
         let mut finished = 0;
-        for order in orders {
+        let mut orders = orders.into_iter();
+        for order in orders.by_ref() {
             let was_pending = order.is_pending();
             let id = order.id;
             log::info!("recovering order {id} ({})", order.status);
@@ -193,16 +197,21 @@ impl OrderSaga {
             if was_pending && !order.is_pending() {
                 metrics::recovered("decided");
             }
-            if order.is_finished() {
-                metrics::recovered("notified");
-                finished += 1;
-                let answer = answer_for(&order);
-                db::run(
-                    &self.pool,
-                    move |conn| with_backend!(conn, c => Ok::<_, OrderError>(c.complete_key_of_resource(id, &answer)?)),
-                )
-                .await?;
+            if !order.is_finished() {
+                // A peer is still out: the rest would wait on it too.
+                break;
             }
+            metrics::recovered("notified");
+            finished += 1;
+            let answer = answer_for(&order);
+            db::run(
+                &self.pool,
+                move |conn| with_backend!(conn, c => Ok::<_, OrderError>(c.complete_key_of_resource(id, &answer)?)),
+            )
+            .await?;
+        }
+        for left in orders {
+            self.release(left.id).await;
         }
         Ok(finished)
     }
