@@ -1,0 +1,158 @@
+{{/*
+Chart name, for the app.kubernetes.io/name label.
+*/}}
+{{- define "order-system.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Prefix of every object name: fullnameOverride or the release name, at most 40
+characters so that "<prefix>-notification-service" stays a valid 63-character name.
+`helm install arch` gives arch-user-service, arch-billing-service, arch-postgresql, ...
+*/}}
+{{- define "order-system.fullname" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Chart label value.
+*/}}
+{{- define "order-system.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of every object. Call with (dict "root" $ "component" "user-service").
+*/}}
+{{- define "order-system.labels" -}}
+helm.sh/chart: {{ include "order-system.chart" .root }}
+{{ include "order-system.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: {{ include "order-system.name" .root }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Selector labels: stable across upgrades (never the version or the chart).
+Call with (dict "root" $ "component" "user-service").
+*/}}
+{{- define "order-system.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "order-system.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end }}
+
+{{/*
+The four services: values key -> what the templates need. `peers` maps each
+peer-URL variable the binary reads to the values key of that peer.
+*/}}
+{{- define "order-system.services" -}}
+userService:
+  component: user-service
+  binary: user-service
+  prefix: /users
+  docs: /docs/users
+  peers:
+    BILLING_SERVICE_URL: billingService
+billingService:
+  component: billing-service
+  binary: billing-service
+  prefix: /billing
+  docs: /docs/billing
+  peers: {}
+orderService:
+  component: order-service
+  binary: order-service
+  prefix: /orders
+  docs: /docs/orders
+  peers:
+    USER_SERVICE_URL: userService
+    BILLING_SERVICE_URL: billingService
+    NOTIFICATION_SERVICE_URL: notificationService
+notificationService:
+  component: notification-service
+  binary: notification-service
+  prefix: /notifications
+  docs: /docs/notifications
+  peers: {}
+{{- end }}
+
+{{/*
+Name of a service's objects (Deployment, Service, NetworkPolicy).
+Call with (dict "root" $ "component" "user-service").
+*/}}
+{{- define "order-system.componentName" -}}
+{{- printf "%s-%s" (include "order-system.fullname" .root) .component }}
+{{- end }}
+
+{{/*
+Base URL of a service inside the namespace: its Service's DNS name and port.
+*/}}
+{{- define "order-system.serviceUrl" -}}
+{{- printf "http://%s:%v" (include "order-system.componentName" .) .root.Values.service.port }}
+{{- end }}
+
+{{/*
+The Secret and its key that hold a service's DATABASE_URL.
+Call with (dict "root" $ "key" "userService" "component" "user-service").
+*/}}
+{{- define "order-system.databaseSecretName" -}}
+{{- if .root.Values.postgresql.enabled }}
+{{- printf "%s-postgresql" (include "order-system.fullname" .root) }}
+{{- else }}
+{{- required "externalDatabase.existingSecret is required when postgresql.enabled is false" .root.Values.externalDatabase.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "order-system.databaseSecretKey" -}}
+{{- if .root.Values.postgresql.enabled }}
+{{- printf "%s-database-url" .component }}
+{{- else }}
+{{- required (printf "externalDatabase.secretKeys.%s is required" .key) (index .root.Values.externalDatabase.secretKeys .key) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment variable holding a service role's password in the PostgreSQL pod.
+*/}}
+{{- define "order-system.passwordEnv" -}}
+{{- printf "%s_DB_PASSWORD" (.component | upper | replace "-" "_") }}
+{{- end }}
+
+{{/*
+ServiceAccount name.
+*/}}
+{{- define "order-system.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "order-system.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The services' image.
+*/}}
+{{- define "order-system.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+Address the helm test pod uses for the ingress host: tests.ingressIP, else the
+ClusterIP of the ingress controller's Service (looked up at install/upgrade;
+empty when rendered offline).
+*/}}
+{{- define "order-system.testIngressIP" -}}
+{{- if .Values.tests.ingressIP }}
+{{- .Values.tests.ingressIP }}
+{{- else }}
+{{- $svc := lookup "v1" "Service" .Values.tests.ingressControllerService.namespace .Values.tests.ingressControllerService.name }}
+{{- $ip := dig "spec" "clusterIP" "" ($svc | default dict) }}
+{{- if and $ip (ne $ip "None") }}{{ $ip }}{{ end }}
+{{- end }}
+{{- end }}
