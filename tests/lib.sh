@@ -58,7 +58,7 @@ ensure_postgres() {
 # A fresh PostgreSQL database; prints its URL.
 fresh_pg_database() {
   local name="$1"
-  psql -h 127.0.0.1 -U postgres -qc "SET client_min_messages = warning; DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null
+  PGOPTIONS="-c client_min_messages=warning" psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null
   psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE \"$name\"" >/dev/null
   echo "postgres://postgres@127.0.0.1:5432/$name"
 }
