@@ -6,10 +6,18 @@ use utoipa::openapi::server::Server;
 use utoipa::openapi::{ObjectBuilder, OpenApi, Required, Type};
 use utoipa_swagger_ui::{Config, SwaggerUi, Url};
 
-/// A document as served and committed: the servers, and `X-Request-Id` on
-/// every operation and every response.
+/// A document as served and committed: the servers, no authentication, and
+/// `X-Request-Id` on every operation and every response.
 pub fn publish(doc: OpenApi) -> OpenApi {
-    with_request_ids(with_servers(doc))
+    with_request_ids(without_authentication(with_servers(doc)))
+}
+
+/// No route asks for credentials (the Ingress exposes only the public routes;
+/// NetworkPolicies keep the internal ones to the services that call them):
+/// an empty top-level `security` says so, instead of leaving it unsaid.
+fn without_authentication(mut doc: OpenApi) -> OpenApi {
+    doc.security = Some(Vec::new());
+    doc
 }
 
 fn request_id_schema() -> ObjectBuilder {
@@ -27,6 +35,7 @@ fn with_request_ids(mut doc: OpenApi) -> OpenApi {
              one is generated when absent or invalid.",
         ))
         .schema(Some(request_id_schema().pattern(Some("^[\\x21-\\x7E]{1,128}$"))))
+        .example(Some(serde_json::json!("5f0c6b2e9d8a4f17b3c2a1e0d9f8c7b6")))
         .build();
     let header = HeaderBuilder::new()
         .schema(request_id_schema())

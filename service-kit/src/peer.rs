@@ -19,7 +19,9 @@ pub fn client(call_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(call_timeout.min(Duration::from_secs(2)))
         .timeout(call_timeout)
-        .pool_idle_timeout(Duration::from_secs(60))
+        // Below the servers' keep-alive (75 s), so an idle connection is never
+        // reused at the moment the server closes it.
+        .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(128)
         .tcp_nodelay(true)
         .build()

@@ -61,6 +61,7 @@ pub fn start(listener: TcpListener, services: Vec<Service>) -> std::io::Result<S
             .wrap(metrics.clone())
             .wrap(from_fn(request_id::propagate))
     })
+    .keep_alive(std::time::Duration::from_secs(75))
     .shutdown_timeout(30)
     .listen(listener)?
     .run();

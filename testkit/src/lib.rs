@@ -1,6 +1,8 @@
 //! Test support: a fresh database per test on either backend, services
 //! started on port 0, and a JSON client.
 
+pub mod fault_proxy;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::OnceLock;

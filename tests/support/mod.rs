@@ -5,18 +5,29 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use serde_json::{json, Value};
 use service_kit::config::BaseUrl;
+use testkit::fault_proxy::FaultProxy;
 use testkit::{unique, Api, Backend, TestDb};
 
 pub struct System {
+    /// Declared first so it closes before the databases are dropped.
+    orders_pool: std::sync::OnceLock<service_kit::db::DbPool>,
     pub api: Apis,
     pub billing_url: String,
     pub billing_handle: ServerHandle,
     pub dbs: Dbs,
+    /// The services' own addresses (not the proxies').
+    pub urls: Urls,
+    pub timing: Timing,
+    /// Present when the system was started with fault proxies.
+    pub faults: Option<Faults>,
+    /// The in-process order-service, when there is one.
+    pub orders_handle: Option<ServerHandle>,
 }
 
 pub struct Apis {
@@ -27,10 +38,72 @@ pub struct Apis {
 }
 
 pub struct Dbs {
-    pub users: TestDb,
-    pub billing: TestDb,
-    pub orders: TestDb,
-    pub notifications: TestDb,
+    pub users: Db,
+    pub billing: Db,
+    pub orders: Db,
+    pub notifications: Db,
+}
+
+/// One service's test database (derefs to [`TestDb`]).
+pub struct Db(Option<TestDb>);
+
+impl std::ops::Deref for Db {
+    type Target = TestDb;
+
+    fn deref(&self) -> &TestDb {
+        self.0.as_ref().expect("present until the system is dropped")
+    }
+}
+
+impl Dbs {
+    /// Creates the four databases side by side: on PostgreSQL each
+    /// CREATE DATABASE takes a while.
+    fn fresh(backend: Backend) -> Dbs {
+        let [users, billing, orders, notifications] = std::thread::scope(|s| {
+            ["users", "billing", "orders", "notifications"]
+                .map(|label| s.spawn(move || TestDb::fresh(backend, label).expect("backend available")))
+                .map(|h| Db(Some(h.join().expect("database created"))))
+        });
+        Dbs { users, billing, orders, notifications }
+    }
+}
+
+impl Drop for Dbs {
+    /// Drops the four databases side by side, as they were created.
+    fn drop(&mut self) {
+        let all = [&mut self.users, &mut self.billing, &mut self.orders, &mut self.notifications].map(|db| db.0.take());
+        std::thread::scope(|s| {
+            for db in all {
+                s.spawn(move || drop(db));
+            }
+        });
+    }
+}
+
+pub struct Urls {
+    pub users: String,
+    pub billing: String,
+    pub notifications: String,
+}
+
+/// Fault proxies on the service-to-service calls that can fail the saga
+/// or a registration.
+pub struct Faults {
+    /// order-service → billing-service.
+    pub billing: FaultProxy,
+    /// order-service → notification-service.
+    pub notifications: FaultProxy,
+    /// user-service → billing-service.
+    pub users_billing: FaultProxy,
+}
+
+/// Where order-service runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Orders {
+    /// Started with the others, in this process.
+    InProcess,
+    /// Not started: the test starts it (in process or as a child process).
+    Later,
 }
 
 /// Knobs for the order saga's timing.
@@ -51,8 +124,28 @@ impl Default for Timing {
     }
 }
 
+impl Timing {
+    /// Short timeouts and a quick recovery loop, for fault tests.
+    pub fn quick() -> Timing {
+        Timing {
+            http_timeout: Duration::from_millis(300),
+            budget: Duration::from_millis(1000),
+            recovery_interval: Duration::from_millis(250),
+        }
+    }
+}
+
 fn url(s: &str) -> BaseUrl {
     s.parse().unwrap()
+}
+
+/// A test client for `base`. Its idle connections are dropped after 2 s,
+/// before the servers' 5 s keep-alive closes them: reusing a connection the
+/// server is closing at that very moment fails the request
+/// (`IncompleteMessage`), which a test must not mistake for a fault.
+pub fn api(base: impl Into<String>) -> Api {
+    let client = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(2)).build().expect("client");
+    Api { base: base.into(), client }
 }
 
 pub fn start_billing(listener: TcpListener, db: &TestDb) -> ServerHandle {
@@ -61,16 +154,22 @@ pub fn start_billing(listener: TcpListener, db: &TestDb) -> ServerHandle {
 }
 
 impl System {
+    /// The four services wired directly to each other.
     pub async fn start(backend: Backend, timing: Timing) -> System {
-        let dbs = Dbs {
-            users: TestDb::fresh(backend, "users").unwrap(),
-            billing: TestDb::fresh(backend, "billing").unwrap(),
-            orders: TestDb::fresh(backend, "orders").unwrap(),
-            notifications: TestDb::fresh(backend, "notifications").unwrap(),
-        };
+        System::build(backend, timing, false, Orders::InProcess).await
+    }
+
+    /// The four services with a [`FaultProxy`] on each call that can fail:
+    /// order-service → billing, order-service → notification,
+    /// user-service → billing. All proxies start in pass-through mode.
+    pub async fn with_faults(backend: Backend, timing: Timing, orders: Orders) -> System {
+        System::build(backend, timing, true, orders).await
+    }
+
+    async fn build(backend: Backend, timing: Timing, proxied: bool, orders: Orders) -> System {
+        let dbs = Dbs::fresh(backend);
         let (billing_l, billing_url) = testkit::listener();
         let (users_l, users_url) = testkit::listener();
-        let (orders_l, orders_url) = testkit::listener();
         let (letters_l, letters_url) = testkit::listener();
 
         let billing_handle = start_billing(billing_l, &dbs.billing);
@@ -78,43 +177,160 @@ impl System {
         let letters = notification_service::Settings { common: dbs.notifications.common(8) };
         testkit::serve(letters_l, vec![notification_service::service(&letters).unwrap()]);
 
+        let faults = proxied.then(|| Faults {
+            billing: FaultProxy::start(&billing_url),
+            notifications: FaultProxy::start(&letters_url),
+            users_billing: FaultProxy::start(&billing_url),
+        });
+
         let users = user_service::Settings {
             common: dbs.users.common(8),
-            billing_url: url(&billing_url),
+            billing_url: url(&faults.as_ref().map_or(billing_url.clone(), |f| f.users_billing.url())),
             http_timeout: timing.http_timeout,
             budget: timing.budget,
             recovery_interval: Duration::from_secs(3600),
         };
         testkit::serve(users_l, vec![user_service::service(&users, user_service::http_client(&users)).unwrap()]);
 
+        let mut system = System {
+            api: Apis {
+                users: api(users_url.clone()),
+                billing: api(billing_url.clone()),
+                // Replaced when order-service starts.
+                orders: api("http://127.0.0.1:9"),
+                notifications: api(letters_url.clone()),
+            },
+            billing_url: billing_url.clone(),
+            billing_handle,
+            dbs,
+            urls: Urls { users: users_url, billing: billing_url, notifications: letters_url },
+            timing,
+            faults,
+            orders_handle: None,
+            orders_pool: std::sync::OnceLock::new(),
+        };
+        if orders == Orders::InProcess {
+            system.start_orders(timing);
+        }
+        system
+    }
+
+    /// The fault proxies (the system must have been started with them).
+    pub fn faults(&self) -> &Faults {
+        self.faults.as_ref().expect("started with System::with_faults")
+    }
+
+    /// The URLs order-service calls billing and notification at: the
+    /// proxies when there are any.
+    fn order_peers(&self) -> (String, String) {
+        match &self.faults {
+            Some(f) => (f.billing.url(), f.notifications.url()),
+            None => (self.urls.billing.clone(), self.urls.notifications.clone()),
+        }
+    }
+
+    /// Starts an order-service in this process on the system's order
+    /// database (a new instance each call) and points `api.orders` at it.
+    pub fn start_orders(&mut self, timing: Timing) -> ServerHandle {
+        let (listener, orders_url) = testkit::listener();
+        let (billing, notifications) = self.order_peers();
         let orders = order_service::Settings {
-            common: dbs.orders.common(8),
-            user_url: url(&users_url),
-            billing_url: url(&billing_url),
-            notification_url: url(&letters_url),
+            common: self.dbs.orders.common(8),
+            user_url: url(&self.urls.users),
+            billing_url: url(&billing),
+            notification_url: url(&notifications),
             http_timeout: timing.http_timeout,
             budget: timing.budget,
             recovery_interval: timing.recovery_interval,
         };
-        testkit::serve(orders_l, vec![order_service::service(&orders, order_service::http_client(&orders)).unwrap()]);
+        let handle = testkit::serve(
+            listener,
+            vec![order_service::service(&orders, order_service::http_client(&orders)).unwrap()],
+        );
+        self.api.orders = api(orders_url);
+        self.orders_handle = Some(handle.clone());
+        handle
+    }
 
-        System {
-            api: Apis {
-                users: Api::new(users_url),
-                billing: Api::new(billing_url.clone()),
-                orders: Api::new(orders_url),
-                notifications: Api::new(letters_url),
-            },
-            billing_url,
-            billing_handle,
-            dbs,
-        }
+    /// Starts order-service as a child process of the built `order-system`
+    /// binary (the all-in-one run, its order-service pointed at this
+    /// system's services and order database; its own three other services
+    /// get scratch SQLite files and stay unused), and points `api.orders`
+    /// at it.
+    pub async fn spawn_orders_process(&mut self, timing: Timing) -> OrderProcess {
+        let (billing, notifications) = self.order_peers();
+        let scratch: Vec<TestDb> = (0..3).map(|_| TestDb::fresh(Backend::Sqlite, "scratch").unwrap()).collect();
+        let ms = |d: Duration| d.as_millis().to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_order-system"))
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env("ORDER_DATABASE_URL", &self.dbs.orders.url)
+            .env("USER_DATABASE_URL", &scratch[0].url)
+            .env("BILLING_DATABASE_URL", &scratch[1].url)
+            .env("NOTIFICATION_DATABASE_URL", &scratch[2].url)
+            .env("USER_SERVICE_URL", &self.urls.users)
+            .env("BILLING_SERVICE_URL", &billing)
+            .env("NOTIFICATION_SERVICE_URL", &notifications)
+            .env("HTTP_TIMEOUT_MS", ms(timing.http_timeout))
+            .env("ORDER_BUDGET_MS", ms(timing.budget))
+            .env("RECOVERY_INTERVAL_MS", ms(timing.recovery_interval))
+            .env("DATABASE_POOL_SIZE", "4")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("order-system starts");
+        let pid = child.id();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[order-system {pid}] {line}");
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = addr_tx.send(rest.split(": ").next().unwrap_or(rest).trim().to_owned());
+                }
+            }
+        });
+        let mut process = OrderProcess { child, url: String::new(), _scratch: scratch };
+        let addr = eventually_value(Duration::from_secs(30), || addr_rx.try_recv().ok()).await;
+        let addr =
+            addr.unwrap_or_else(|| panic!("order-system did not say where it listens: {:?}", process.child.try_wait()));
+        process.url = format!("http://{addr}");
+        let orders = api(process.url.clone());
+        let ready = eventually(Duration::from_secs(30), || async {
+            orders.client.get(format!("{}/health/ready", orders.base)).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        assert!(ready, "order-system at {addr} became ready");
+        self.api.orders = orders;
+        process
+    }
+
+    /// The order's row as order-service stored it (for what the API does not
+    /// show, like whether the letter was sent).
+    pub async fn order_row(&self, id: i64) -> order_service::book::Order {
+        use order_service::book::OrderBook;
+        let pool = self
+            .orders_pool
+            .get_or_init(|| {
+                service_kit::db::connect(&self.dbs.orders.database_url(), 2, &order_service::MIGRATIONS).unwrap()
+            })
+            .clone();
+        service_kit::db::run(
+            &pool,
+            move |conn| service_kit::with_backend!(conn, c => Ok::<_, service_kit::db::StorageError>(c.order(id)?)),
+        )
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("order {id} is stored"))
     }
 
     /// Creates a user and returns its id.
     pub async fn user(&self) -> i64 {
         let name = unique("u_");
-        let r = self.api.users.post("/users", json!({ "username": name, "email": format!("{name}@example.com") })).await;
+        let r =
+            self.api.users.post("/users", json!({ "username": name, "email": format!("{name}@example.com") })).await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.body["id"].as_i64().unwrap()
     }
@@ -167,6 +383,61 @@ impl System {
             let charges = ledger.iter().filter(|e| e["reference"] == reference.as_str()).count();
             assert_eq!(charges, 1, "order {} charged once", o["id"]);
         }
+    }
+}
+
+/// order-service as a child process; killed (SIGKILL) when dropped if it
+/// is still running.
+pub struct OrderProcess {
+    child: Child,
+    pub url: String,
+    _scratch: Vec<TestDb>,
+}
+
+impl OrderProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the process dies at once, whatever it was doing.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL sent");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM: asks for a graceful shutdown.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill runs");
+        assert!(sent.success(), "SIGTERM sent");
+    }
+
+    /// The exit status, once the process has exited within `limit`.
+    pub async fn exit_status(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = &mut self.child;
+        eventually_value(limit, || child.try_wait().expect("try_wait")).await
+    }
+}
+
+impl Drop for OrderProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `probe` until it gives a value or `limit` passes.
+pub async fn eventually_value<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if std::time::Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
