@@ -54,12 +54,4 @@ impl From<&BillingError> for Problem {
     }
 }
 
-impl actix_web::ResponseError for BillingError {
-    fn status_code(&self) -> StatusCode {
-        Problem::from(self).status_code()
-    }
-
-    fn error_response(&self) -> actix_web::HttpResponse {
-        Problem::from(self).to_response()
-    }
-}
+service_kit::problem_response!(BillingError);

@@ -42,12 +42,4 @@ impl From<&OrderError> for Problem {
     }
 }
 
-impl actix_web::ResponseError for OrderError {
-    fn status_code(&self) -> StatusCode {
-        Problem::from(self).status_code()
-    }
-
-    fn error_response(&self) -> actix_web::HttpResponse {
-        Problem::from(self).to_response()
-    }
-}
+service_kit::problem_response!(OrderError);

@@ -250,6 +250,21 @@ mod tests {
     }
 
     #[test]
+    fn every_service_creates_the_table_alike() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for migration in [
+            "user-service/migrations/2026-11-25-000001_create_users/up.sql",
+            "order-service/migrations/2026-11-25-000001_create_orders/up.sql",
+        ] {
+            let sql = std::fs::read_to_string(root.join(migration)).unwrap();
+            assert!(
+                sql.contains(IDEMPOTENCY_KEYS_SQL),
+                "{migration} must create idempotency_keys as IDEMPOTENCY_KEYS_SQL says"
+            );
+        }
+    }
+
+    #[test]
     fn judges_repeats() {
         assert_eq!(judge(row("a", None), "b"), Claim::Mismatch);
         assert_eq!(judge(row("a", None), "a"), Claim::InProgress);

@@ -100,6 +100,23 @@ impl actix_web::ResponseError for Problem {
     }
 }
 
+/// Answers an error type that converts into a [`Problem`] (`From<&E>`)
+/// with that problem: one mapping from a service's errors to responses.
+#[macro_export]
+macro_rules! problem_response {
+    ($error:ty) => {
+        impl actix_web::ResponseError for $error {
+            fn status_code(&self) -> actix_web::http::StatusCode {
+                $crate::Problem::from(self).status_code()
+            }
+
+            fn error_response(&self) -> actix_web::HttpResponse {
+                $crate::Problem::from(self).to_response()
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

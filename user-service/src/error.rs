@@ -48,12 +48,4 @@ impl From<&UserError> for Problem {
     }
 }
 
-impl actix_web::ResponseError for UserError {
-    fn status_code(&self) -> StatusCode {
-        Problem::from(self).status_code()
-    }
-
-    fn error_response(&self) -> actix_web::HttpResponse {
-        Problem::from(self).to_response()
-    }
-}
+service_kit::problem_response!(UserError);
