@@ -65,7 +65,7 @@ pub async fn propagate(
 /// Logs as `ts level request_id target: message`, one line each.
 pub fn init_logging() {
     use std::io::Write;
-    let env = env_logger::Env::default().default_filter_or("info");
+    let env = env_logger::Env::default().default_filter_or("info,actix_web_prom=error");
     let _ = env_logger::Builder::from_env(env)
         .format(|buf, record| {
             let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
