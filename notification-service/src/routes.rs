@@ -73,11 +73,18 @@ pub struct LetterRequest {
     #[schema(minimum = 1)]
     pub order_id: i64,
     pub kind: LetterKind,
-    #[schema(min_length = 3, max_length = 320)]
+    /// An address with an `@`; no spaces or control characters.
+    #[schema(
+        min_length = 3,
+        max_length = 320,
+        pattern = "^[^\\s\\x00-\\x1F\\x7F-\\x9F]*@[^\\s\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub email: String,
-    #[schema(min_length = 1, max_length = 255)]
+    /// One line: no control characters.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub subject: String,
-    #[schema(min_length = 1, max_length = 10000)]
+    /// Text; of the control characters only tab, line feed and carriage return.
+    #[schema(min_length = 1, max_length = 10000, pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$")]
     pub body: String,
 }
 
@@ -98,8 +105,19 @@ impl LetterRequest {
         if !self.email.contains('@') {
             return Err(Problem::validation("email must contain '@'"));
         }
+        // Stored text: no control characters (PostgreSQL cannot store NUL at
+        // all), except the line breaks and tabs a letter's body may have.
+        if self.email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Problem::validation("email must not contain spaces or control characters"));
+        }
         within("subject", &self.subject, 1, 255)?;
+        if self.subject.chars().any(char::is_control) {
+            return Err(Problem::validation("subject must not contain control characters"));
+        }
         within("body", &self.body, 1, 10_000)?;
+        if self.body.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+            return Err(Problem::validation("body must not contain control characters other than tab and line breaks"));
+        }
         Ok(NewLetter {
             user_id: self.user_id,
             order_id: self.order_id,
@@ -170,4 +188,37 @@ pub async fn send(service: web::Data<Notifications>, body: Json<LetterRequest>) 
     }
     let mut res = if is_new { HttpResponse::Created() } else { HttpResponse::Ok() };
     Ok(res.json(LetterBody::from(stored)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(email: &str, subject: &str, body: &str) -> LetterRequest {
+        LetterRequest {
+            user_id: 1,
+            order_id: 1,
+            kind: LetterKind::OrderPaid,
+            email: email.into(),
+            subject: subject.into(),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn stored_text_has_no_control_characters() {
+        assert!(letter("a@b.co", "Order #1 is paid", "line 1\nline 2\tend\r\n").into_letter().is_ok());
+        let refused = [
+            ("a@b.co\u{0}", "s", "b"),
+            ("a b@c.de", "s", "b"),
+            ("a@b.co", "s\u{0}", "b"),
+            ("a@b.co", "two\nlines", "b"),
+            ("a@b.co", "s", "b\u{0}"),
+            ("a@b.co", "s", "bell\u{7}"),
+        ];
+        for (email, subject, body) in refused {
+            let problem = letter(email, subject, body).into_letter().unwrap_err();
+            assert_eq!(problem.status, 422, "{email:?} {subject:?} {body:?}");
+        }
+    }
 }

@@ -94,8 +94,10 @@ pub struct NewOrderRequest {
     operation_id = "create_order",
     tag = "orders",
     params(
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, example = "3f1c2a9e-order-1",
-            description = "Makes a retry safe: the same key and body return the original answer (1 to 255 characters)"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+            pattern = "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$", example = "3f1c2a9e-order-1",
+            description = "Makes a retry safe: the same key and body return the original answer \
+                (1 to 255 visible ASCII characters; inner spaces allowed)"),
     ),
     request_body = NewOrderRequest,
     responses(
@@ -103,7 +105,7 @@ pub struct NewOrderRequest {
             headers(("Location" = String, description = "/orders/{id}"))),
         (status = 202, description = "Placed; the payment is still open (status `pending`)", body = OrderBody,
             headers(("Location" = String, description = "/orders/{id}"))),
-        (status = 400, description = "The body is malformed or the Idempotency-Key is empty or too long", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is malformed, or the Idempotency-Key is empty, too long or not visible ASCII", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A request with this Idempotency-Key is still in progress", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
@@ -127,6 +129,9 @@ pub async fn create_order(
 }
 
 /// Get an order
+///
+/// The order with its current status: `paid` or `rejected` once decided,
+/// `pending` while its payment is still open.
 #[utoipa::path(
     get,
     path = "/orders/{id}",

@@ -9,7 +9,7 @@ use service_kit::{time, Problem};
 use utoipa::ToSchema;
 
 use crate::directory::User;
-use crate::domain::{optional_phone, optional_text, Email, NewUser, Username};
+use crate::domain::{optional_phone, optional_text, Email, FieldError, NewUser, Username};
 use crate::error::UserError;
 use crate::registration::Users;
 
@@ -47,6 +47,9 @@ impl From<User> for UserBody {
     }
 }
 
+/// The longest e-mail address (and its lower-case form) accepted.
+const EMAIL_MAX_CHARS: usize = 254;
+
 /// A user to create.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
@@ -57,26 +60,41 @@ pub struct NewUserRequest {
     /// 3 to 64 of `A-Z a-z 0-9 _ . -`; unique, compared case-insensitively.
     #[schema(min_length = 3, max_length = 64, pattern = "^[A-Za-z0-9_.-]{3,64}$")]
     pub username: String,
-    /// A plausible address; unique, compared case-insensitively.
+    /// A plausible address, at most 254 characters also when lower-cased;
+    /// unique, compared case-insensitively.
     #[schema(format = Email, max_length = 254)]
     pub email: String,
-    #[schema(max_length = 100)]
+    /// At most 100 characters, no control characters.
+    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     #[serde(default)]
     pub first_name: Option<String>,
-    #[schema(max_length = 100)]
+    /// At most 100 characters, no control characters.
+    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     #[serde(default)]
     pub last_name: Option<String>,
     /// 5 to 20 digits, optionally with `+ - ( )` and spaces.
-    #[schema(max_length = 32)]
+    #[schema(max_length = 32, pattern = "^[+() -]*([0-9][+() -]*){5,20}$")]
     #[serde(default)]
     pub phone: Option<String>,
 }
 
 impl NewUserRequest {
     fn parse(self) -> Result<NewUser, UserError> {
+        let username = Username::parse(&self.username)?;
+        let email = Email::parse(&self.email)?;
+        // Uniqueness is judged on the lower-cased address, stored beside it
+        // in a column of the same 254 characters; lower-casing can lengthen
+        // a text ("İ" becomes "i̇"), so the key must fit as well.
+        if email.key().chars().count() > EMAIL_MAX_CHARS {
+            return Err(FieldError {
+                field: "email",
+                reason: format!("must be at most {EMAIL_MAX_CHARS} characters long, also in lower case"),
+            }
+            .into());
+        }
         Ok(NewUser {
-            username: Username::parse(&self.username)?,
-            email: Email::parse(&self.email)?,
+            username,
+            email,
             first_name: optional_text("first_name", self.first_name, 100)?,
             last_name: optional_text("last_name", self.last_name, 100)?,
             phone: optional_phone(self.phone)?,
@@ -95,14 +113,16 @@ impl NewUserRequest {
     operation_id = "create_user",
     tag = "users",
     params(
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, example = "3f1c2a9e-order-1",
-            description = "Makes a retry safe: the same key and body return the original answer (1 to 255 characters)"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+            pattern = "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$", example = "3f1c2a9e-signup-1",
+            description = "Makes a retry safe: the same key and body return the original answer \
+                (1 to 255 visible ASCII characters; inner spaces allowed)"),
     ),
     request_body = NewUserRequest,
     responses(
         (status = 201, description = "Created, with its billing account", body = UserBody,
             headers(("Location" = String, description = "/users/{id}"))),
-        (status = 400, description = "The body is malformed or the Idempotency-Key is empty or too long", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is malformed, or the Idempotency-Key is empty, too long or not visible ASCII", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Username or e-mail taken, or a request with this key is still in progress", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
@@ -123,6 +143,9 @@ pub async fn create_user(
 }
 
 /// Get a user
+///
+/// The user with this id, once it has a billing account (a user still being
+/// created is not visible yet).
 #[utoipa::path(
     get,
     path = "/users/{id}",
@@ -137,4 +160,22 @@ pub async fn create_user(
 )]
 pub async fn get_user(users: web::Data<Users>, id: Path<Id>) -> Result<Json<UserBody>, UserError> {
     Ok(Json(users.find(id.into_inner().get()).await?.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(email: String) -> NewUserRequest {
+        NewUserRequest { username: "ivan".into(), email, first_name: None, last_name: None, phone: None }
+    }
+
+    #[test]
+    fn the_lower_case_email_must_fit_too() {
+        // 254 characters, but "İ" lower-cases to two ("i̇"): the stored key would be 502.
+        let long = format!("a@{}.com", "İ".repeat(248));
+        assert_eq!(long.chars().count(), 254);
+        assert!(matches!(request(long).parse(), Err(UserError::Invalid(e)) if e.field == "email"));
+        assert!(request(format!("a@{}.com", "I".repeat(248))).parse().is_ok());
+    }
 }

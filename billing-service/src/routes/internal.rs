@@ -29,8 +29,9 @@ pub struct OrderPaymentRequest {
     /// Minor units (kopecks).
     #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount: i64,
-    /// `order-{order_id}`: the same order is never charged twice.
-    #[schema(min_length = 1, max_length = 255)]
+    /// `order-{order_id}`: the same order is never charged twice. 1 to 255
+    /// characters, no control characters.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub reference: String,
 }
 
@@ -45,8 +46,10 @@ pub struct OrderPaymentRequest {
     tag = "billing",
     request_body = OpenAccountRequest,
     responses(
-        (status = 201, description = "Opened with balance 0", body = AccountBody),
-        (status = 200, description = "Already open", body = AccountBody),
+        (status = 201, description = "Opened with balance 0", body = AccountBody,
+            headers(("Location" = String, description = "/billing/accounts/{user_id}"))),
+        (status = 200, description = "Already open", body = AccountBody,
+            headers(("Location" = String, description = "/billing/accounts/{user_id}"))),
         (status = 400, description = "The body is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),

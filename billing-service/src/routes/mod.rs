@@ -53,6 +53,10 @@ pub enum EntryKindBody {
 
 /// One ledger entry.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 2, "kind": "withdrawal", "amount": 40000, "balance_after": 60000,
+    "reference": "order-1", "created_at": "2026-11-25T10:05:00Z"
+}))]
 pub struct EntryBody {
     #[schema(minimum = 1)]
     pub id: i64,
