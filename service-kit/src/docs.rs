@@ -1,7 +1,7 @@
 //! Swagger UI, served from the binary (vendored assets, no validator badge).
 
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::server::Server;
 use utoipa::openapi::{ObjectBuilder, OpenApi, Required, Type};
 use utoipa_swagger_ui::{Config, SwaggerUi, Url};
@@ -37,6 +37,7 @@ fn with_request_ids(mut doc: OpenApi) -> OpenApi {
         .schema(Some(request_id_schema().pattern(Some("^[\\x21-\\x7E]{1,128}$"))))
         .example(Some(serde_json::json!("5f0c6b2e9d8a4f17b3c2a1e0d9f8c7b6")))
         .build();
+    let parameter = example_in_schema(parameter);
     let header = HeaderBuilder::new()
         .schema(request_id_schema())
         .description(Some("The request's id: the caller's if it sent a valid one, else a generated one."))
@@ -45,7 +46,11 @@ fn with_request_ids(mut doc: OpenApi) -> OpenApi {
         let operations: [&mut Option<Operation>; 5] =
             [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
         for operation in operations.into_iter().flatten() {
-            operation.parameters.get_or_insert_with(Vec::new).push(parameter.clone());
+            let parameters = operation.parameters.get_or_insert_with(Vec::new);
+            for p in parameters.iter_mut().filter(|p| p.parameter_in == ParameterIn::Header) {
+                *p = example_in_schema(p.clone());
+            }
+            parameters.push(parameter.clone());
             for response in operation.responses.responses.values_mut() {
                 if let utoipa::openapi::RefOr::T(response) = response {
                     response.headers.insert("X-Request-Id".into(), header.clone());
@@ -54,6 +59,21 @@ fn with_request_ids(mut doc: OpenApi) -> OpenApi {
         }
     }
     doc
+}
+
+/// Moves a header parameter's example into its schema's `examples`: Swagger
+/// UI copies a parameter's `example` into the "Try it out" field, and a fixed
+/// request id or idempotency key sent with every request would defeat both.
+fn example_in_schema(parameter: Parameter) -> Parameter {
+    // `Parameter::example` is not public: go through its JSON form.
+    let mut json = serde_json::to_value(&parameter).expect("a parameter serializes");
+    match (json.as_object_mut().and_then(|p| p.remove("example")), json.get_mut("schema")) {
+        (Some(example), Some(serde_json::Value::Object(schema))) if !schema.contains_key("$ref") => {
+            schema.insert("examples".into(), serde_json::json!([example]));
+            serde_json::from_value(json).expect("still a parameter")
+        }
+        _ => parameter,
+    }
 }
 
 /// Where the documents say the API lives: the host the page came from

@@ -11,10 +11,10 @@ const TYPE_BASE: &str = "https://arch.homework/problems/";
 /// An error answer (`application/problem+json`, RFC 9457).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[schema(example = json!({
-    "type": "https://arch.homework/problems/insufficient-funds",
-    "title": "Insufficient funds",
-    "status": 409,
-    "detail": "balance 100 is less than the amount 400"
+    "type": "https://arch.homework/problems/validation-error",
+    "title": "Invalid value",
+    "status": 422,
+    "detail": "price must be between 1 and 1000000000000 minor units, got 0"
 }))]
 pub struct Problem {
     /// A URI naming the kind of problem; its last segment is a stable slug.

@@ -48,8 +48,11 @@ impl Email {
     /// spaces. Whether it exists is for the mail server to say.
     pub fn parse(value: &str) -> Result<Email, FieldError> {
         let bad = |why: &str| refuse("email", why.to_owned());
-        if value.chars().count() > 254 {
-            return Err(bad("must be at most 254 characters long"));
+        // Uniqueness is judged on the lower-cased address, stored beside it
+        // in a column of the same 254 characters, and lower-casing can
+        // lengthen a text ("İ" becomes "i̇"): both must fit.
+        if value.chars().count() > 254 || value.to_lowercase().chars().count() > 254 {
+            return Err(bad("must be at most 254 characters long, also in lower case"));
         }
         if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("must not contain spaces"));
@@ -138,6 +141,15 @@ mod tests {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Email::parse("Ivan@Example.COM").unwrap().key(), "ivan@example.com");
+    }
+
+    #[test]
+    fn the_lower_case_email_must_fit_too() {
+        // 254 characters, but "İ" lower-cases to two ("i̇").
+        let long = format!("a@{}.com", "İ".repeat(248));
+        assert_eq!(long.chars().count(), 254);
+        assert!(Email::parse(&long).is_err());
+        assert!(Email::parse(&format!("a@{}.com", "I".repeat(248))).is_ok());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use service_kit::{time, Problem};
 use utoipa::ToSchema;
 
 use crate::directory::User;
-use crate::domain::{optional_phone, optional_text, Email, FieldError, NewUser, Username};
+use crate::domain::{optional_phone, optional_text, Email, NewUser, Username};
 use crate::error::UserError;
 use crate::registration::Users;
 
@@ -47,9 +47,6 @@ impl From<User> for UserBody {
     }
 }
 
-/// The longest e-mail address (and its lower-case form) accepted.
-const EMAIL_MAX_CHARS: usize = 254;
-
 /// A user to create.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
@@ -82,16 +79,6 @@ impl NewUserRequest {
     fn parse(self) -> Result<NewUser, UserError> {
         let username = Username::parse(&self.username)?;
         let email = Email::parse(&self.email)?;
-        // Uniqueness is judged on the lower-cased address, stored beside it
-        // in a column of the same 254 characters; lower-casing can lengthen
-        // a text ("İ" becomes "i̇"), so the key must fit as well.
-        if email.key().chars().count() > EMAIL_MAX_CHARS {
-            return Err(FieldError {
-                field: "email",
-                reason: format!("must be at most {EMAIL_MAX_CHARS} characters long, also in lower case"),
-            }
-            .into());
-        }
         Ok(NewUser {
             username,
             email,
@@ -160,22 +147,4 @@ pub async fn create_user(
 )]
 pub async fn get_user(users: web::Data<Users>, id: Path<Id>) -> Result<Json<UserBody>, UserError> {
     Ok(Json(users.find(id.into_inner().get()).await?.into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(email: String) -> NewUserRequest {
-        NewUserRequest { username: "ivan".into(), email, first_name: None, last_name: None, phone: None }
-    }
-
-    #[test]
-    fn the_lower_case_email_must_fit_too() {
-        // 254 characters, but "İ" lower-cases to two ("i̇"): the stored key would be 502.
-        let long = format!("a@{}.com", "İ".repeat(248));
-        assert_eq!(long.chars().count(), 254);
-        assert!(matches!(request(long).parse(), Err(UserError::Invalid(e)) if e.field == "email"));
-        assert!(request(format!("a@{}.com", "I".repeat(248))).parse().is_ok());
-    }
 }
