@@ -144,6 +144,7 @@ mod tests {
         assert!("billing:8080".parse::<BaseUrl>().is_err());
         assert!("http://".parse::<BaseUrl>().is_err());
         assert!("ftp://x".parse::<BaseUrl>().is_err());
+        assert!("https://billing".parse::<BaseUrl>().unwrap_err().contains("https is not supported"));
     }
 
     #[test]
