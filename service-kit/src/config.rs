@@ -93,7 +93,12 @@ impl FromStr for BaseUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://")).ok_or("expected an http:// URL")?;
+        // Services talk plain HTTP inside the cluster; the client carries no
+        // TLS backend, so an https:// peer would fail at the first call.
+        if s.starts_with("https://") {
+            return Err("https is not supported between services: use http://host:port".into());
+        }
+        let rest = s.strip_prefix("http://").ok_or("expected an http:// URL")?;
         if rest.trim_end_matches('/').is_empty() || rest.contains(char::is_whitespace) {
             return Err("expected http://host[:port]".into());
         }
