@@ -5,7 +5,7 @@
 #
 #   docker build -t order-system:0.1.0 .                    # compiles in the pinned Rust stage
 #
-#   cargo build --release --locked --bins                   # or reuse binaries built on the host
+#   cargo build --release --locked --workspace --bins                   # or reuse binaries built on the host
 #   podman build --pull=never --network=host --build-arg BIN_SOURCE=prebuilt -t order-system:0.1.0 .
 #
 # The prebuilt path needs binaries linked against Debian bookworm's glibc, libpq and

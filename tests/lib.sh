@@ -86,8 +86,8 @@ wait_for_http() {
 # The release binaries, built once per run.
 build_release() {
   if [ -z "${RELEASE_BUILT:-}" ]; then
-    log "cargo build --release --bins"
-    (cd "$REPO_ROOT" && cargo build --release --locked --bins -q)
+    log "cargo build --release --workspace --bins"
+    (cd "$REPO_ROOT" && cargo build --release --locked --workspace --bins -q)
     export RELEASE_BUILT=1
   fi
 }
