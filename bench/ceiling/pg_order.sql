@@ -1,0 +1,64 @@
+-- pgbench: the database work of one POST /orders, statement by statement and
+-- transaction by transaction as the four services issue it (see
+-- bench/README.md), against one scratch database that holds all their
+-- tables. tps = orders/s: the most the database alone allows.
+-- Variables: -D first=<lowest user id> -D last=<highest user id>.
+-- -M prepared needs explicit casts on every variable.
+\set uid random(:first, :last)
+\set price random(100, 100000)
+
+-- user-service, GET /users/{id}
+SELECT id, username, email, first_name, last_name, phone, created_at
+  FROM users WHERE id = :uid::bigint AND status = 'active' LIMIT 1;
+
+-- order-service, open the order (a write transaction)
+BEGIN;
+INSERT INTO orders (user_id, price, status, lease_until, created_at, updated_at)
+  VALUES (:uid::bigint, :price::bigint, 'pending', now() + interval '10 seconds', now(), now())
+  RETURNING id AS oid, user_id, price, status, failure_reason, notified_at, created_at, updated_at \gset
+COMMIT;
+
+-- billing-service, POST /internal/billing/accounts/{id}/withdraw: one
+-- transaction: lock the account row, look for an earlier answer to the
+-- reference, the conditional UPDATE, then the ledger row (or the declined row)
+BEGIN;
+UPDATE accounts SET updated_at = updated_at WHERE user_id = :uid::bigint;
+SELECT id, user_id, kind, amount, balance_after, reference, created_at
+  FROM ledger_entries WHERE user_id = :uid::bigint AND reference = 'order-' || :oid::bigint LIMIT 1;
+SELECT amount, balance FROM declined_withdrawals
+  WHERE user_id = :uid::bigint AND reference = 'order-' || :oid::bigint LIMIT 1;
+WITH moved AS (
+  UPDATE accounts SET balance = balance - :price::bigint, updated_at = now()
+   WHERE user_id = :uid::bigint AND balance >= :price::bigint RETURNING balance)
+SELECT count(*) AS paid, coalesce(max(balance), 0) AS bal FROM moved \gset
+\if :paid
+INSERT INTO ledger_entries (user_id, kind, amount, balance_after, reference, created_at)
+  VALUES (:uid::bigint, 'withdrawal', :price::bigint, :bal::bigint, 'order-' || :oid::bigint, now()) RETURNING id;
+\else
+SELECT user_id, balance, updated_at FROM accounts WHERE user_id = :uid::bigint LIMIT 1;
+INSERT INTO declined_withdrawals (user_id, reference, amount, balance, created_at)
+  SELECT :uid::bigint, 'order-' || :oid::bigint, :price::bigint, balance, now() FROM accounts WHERE user_id = :uid::bigint;
+\endif
+COMMIT;
+
+-- order-service, record the decision (conditional on still pending)
+UPDATE orders
+   SET status = CASE WHEN :paid::int = 1 THEN 'paid' ELSE 'rejected' END,
+       failure_reason = CASE WHEN :paid::int = 1 THEN NULL ELSE 'insufficient_funds' END,
+       updated_at = now()
+ WHERE id = :oid::bigint AND status = 'pending'
+ RETURNING id, user_id, price, status, failure_reason, notified_at, created_at, updated_at;
+
+-- notification-service, POST /internal/notifications: store once, read back
+INSERT INTO notifications (user_id, order_id, kind, email, subject, body, created_at)
+  VALUES (:uid::bigint, :oid::bigint, CASE WHEN :paid::int = 1 THEN 'order_paid' ELSE 'order_rejected' END,
+          'bench@example.com', 'Order #' || :oid::bigint || ' is decided',
+          'Your order #' || :oid::bigint || ' for ' || (:price::bigint / 100.0)::numeric(20, 2) || ' is decided.', now())
+  ON CONFLICT DO NOTHING;
+SELECT id, user_id, order_id, kind, email, subject, body, created_at FROM notifications
+  WHERE order_id = :oid::bigint AND kind = CASE WHEN :paid::int = 1 THEN 'order_paid' ELSE 'order_rejected' END LIMIT 1;
+
+-- order-service, mark the order notified, read it back
+UPDATE orders SET notified_at = now(), lease_until = NULL WHERE id = :oid::bigint AND notified_at IS NULL;
+SELECT id, user_id, price, status, failure_reason, notified_at, created_at, updated_at
+  FROM orders WHERE id = :oid::bigint LIMIT 1;
