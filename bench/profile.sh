@@ -47,6 +47,7 @@ trace() {
   for db in "${dbs[@]}"; do
     fresh_db "$db"
     psql -X -q -d postgres -c "ALTER DATABASE \"$db\" SET log_statement = 'all'" >/dev/null
+    psql -X -q -d postgres -c "ALTER DATABASE \"$db\" SET log_min_duration_statement = 0" >/dev/null
   done
   # start_postgres makes the databases fresh itself: start the services on
   # these ones instead, with the setting in place before they connect.
@@ -68,17 +69,19 @@ trace() {
   sleep 0.5
   before=$(stat -c %s "$PG_LOG")
   local i uid
+  : >"$OUT/trace-client-seconds"
   for i in $(seq 1 "$TRACE_ORDERS"); do
     uid=$(sed -n "$((i % 10 + 1))p" "$TOPO_DIR/ids.txt")
-    curl -fsS -o /dev/null -X POST "$ORDERS_URL/orders" -H 'content-type: application/json' \
-      -d "{\"user_id\":$uid,\"price\":$((100 * i))}"
+    curl -fsS -o /dev/null -w '%{time_total}\n' -X POST "$ORDERS_URL/orders" -H 'content-type: application/json' \
+      -d "{\"user_id\":$uid,\"price\":$((100 * i))}" >>"$OUT/trace-client-seconds"
+    sleep 0.2
   done
   sleep 0.5
   tail -c +"$((before + 1))" "$PG_LOG" >"$OUT/trace.log"
   stop_services
   for db in "${dbs[@]}"; do drop_db "$db"; done
   summary "== 1. statements per order, by database ($TRACE_ORDERS orders traced; $OUT/trace.log)"
-  "$PY" - "$OUT/trace.log" "$DB_PREFIX" "$TRACE_ORDERS" <<'EOF' | tee -a "$OUT/summary.txt" >&2
+  "$PY" - "$OUT/trace.log" "$DB_PREFIX" "$TRACE_ORDERS" "$OUT/trace-client-seconds" <<'EOF' | tee -a "$OUT/summary.txt" >&2
 import collections, re, sys
 log, prefix, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 per_db = collections.defaultdict(list)
@@ -95,6 +98,22 @@ for db in ("users", "orders", "billing", "notifications"):
     for s, c in kinds.most_common():
         print(f"   {c / n:4.1f} x  {s}")
 print(f"all databases: {total / n:.1f} statements (round trips) per order")
+# Time: what the database spent on each statement (log_min_duration_statement
+# = 0: parse, bind and execute of the extended protocol, or the simple
+# query), against the order's whole time as curl saw it, one at a time.
+spent = collections.Counter()
+for line in open(log, errors="replace"):
+    m = re.search(r"@(" + re.escape(prefix) + r"_\w+) LOG:\s+duration: ([\d.]+) ms\s+(\w+)[^:]*:\s*(.*)", line)
+    if m:
+        db = m.group(1)[len(prefix) + 1:]
+        spent[db] += float(m.group(2))
+client = [float(x) * 1000 for x in open(sys.argv[4]).read().split()]
+wall = sum(client) / len(client) if client else 0.0
+db_total = sum(spent.values()) / n
+print(f"time per order, one order at a time: {wall:.2f} ms as the client saw it; inside PostgreSQL "
+      f"{db_total:.2f} ms (" + ", ".join(f"{db} {spent[db] / n:.2f}" for db in ("users", "orders", "billing", "notifications")) +
+      f"); everything else (HTTP hops, services' own work, round trips, thread hand-offs) {wall - db_total:.2f} ms "
+      "(with every statement logged, which slows both)")
 EOF
 }
 

@@ -419,7 +419,7 @@ def plot(doc, png):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 5.0))
     colors = {"sqlite": "tab:blue", "postgres": "tab:orange"}
     levels = doc["settings"]["levels"]
     for topo, t in doc["topologies"].items():
@@ -442,11 +442,11 @@ def plot(doc, png):
     ax1.set_ylabel("orders/s")
     ax1.set_ylim(bottom=0)
     ax1.set_title("Throughput (POST /orders, 201)")
-    ax1.legend(fontsize=7)
+    ax1.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     ax2.set_yscale("log")
     ax2.set_ylabel("latency, ms (log)")
     ax2.set_title("Latency")
-    ax2.legend(fontsize=7)
+    ax2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.suptitle(f"Order flow under load — {doc['machine'].get('nproc')} cores, {doc['started']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
@@ -478,8 +478,9 @@ def render(args):
         "the databases, stops everything it started and drops what it created. Results go to",
         "`bench/results/<timestamp>.json` and `bench/results/latest.json`; this page and its plot are",
         "rendered from the latter. A run fails (non-zero exit, nothing published) on any non-2xx answer,",
-        "socket error or broken invariant. Variables (`BENCH_SECONDS`, `BENCH_LEVELS`, …) are listed at",
-        "the top of `bench/run.sh`.",
+        "socket error or broken invariant. Variables (`BENCH_SECONDS`, `BENCH_LEVELS`, …), the checks and",
+        "how the ceilings are measured: [bench/README.md](../bench/README.md). `bench/profile.sh` produced",
+        "the findings at the end.",
         "",
         "## This run",
         "",

@@ -83,7 +83,7 @@ lscpu = out("lscpu")
 model = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "")
 mem_kb = int(re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read()).group(1))
 pg = out("psql", "-X", "-A", "-t", "-d", "postgres", "-c",
-         "SELECT string_agg(name || '=' || setting || COALESCE(unit, ''), ', ' ORDER BY name) FROM pg_settings "
+         "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings "
          "WHERE name IN ('fsync','synchronous_commit','shared_buffers','max_connections','wal_level','commit_delay')")
 print(json.dumps({
     "nproc": int(out("nproc") or 0),
@@ -93,7 +93,7 @@ print(json.dumps({
     "postgres": out("psql", "-X", "-A", "-t", "-d", "postgres", "-c", "SHOW server_version"),
     "postgres_settings": pg,
     "sqlite": out("sqlite3", "--version").split(" ")[0],
-    "wrk": out("sh", "-c", "wrk --version 2>&1 | head -n1"),
+    "wrk": out("sh", "-c", "wrk --version 2>&1 | head -n1").split(" Copyright")[0],
     "rustc": out("rustc", "--version"),
 }))
 EOF
