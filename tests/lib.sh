@@ -112,3 +112,19 @@ start_bg() {
   "$@" >"$logfile" 2>&1 &
   STARTED_PIDS+=("$!")
 }
+
+# A stage's scratch space: WORKDIR (a fresh temp dir) and DATABASES (names the
+# stage appends to), both removed on exit with everything start_bg started.
+stage_scratch() {
+  WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/$1-stage.XXXXXX")
+  DATABASES=()
+  trap cleanup_stage_scratch EXIT
+}
+cleanup_stage_scratch() {
+  stop_started
+  local db
+  for db in "${DATABASES[@]:-}"; do
+    [ -n "$db" ] && drop_pg_database "$db"
+  done
+  rm -rf "$WORKDIR"
+}

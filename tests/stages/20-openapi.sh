@@ -20,19 +20,8 @@ REPORTS="$ARTIFACTS/schemathesis"
 MAX_EXAMPLES="${OPENAPI_FUZZ_MAX_EXAMPLES:-50}"
 SEED="${OPENAPI_FUZZ_SEED:-$(( (RANDOM << 15) | RANDOM ))}"
 BACKENDS="${OPENAPI_FUZZ_BACKENDS:-sqlite postgres}"
-WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/openapi-stage.XXXXXX")
+stage_scratch openapi
 DB_PREFIX="openapi_$$"
-DATABASES=()
-
-cleanup() {
-  stop_started
-  local db
-  for db in "${DATABASES[@]:-}"; do
-    [ -n "$db" ] && drop_pg_database "$db"
-  done
-  rm -rf "$WORKDIR"
-}
-trap cleanup EXIT
 
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }

@@ -14,19 +14,8 @@ build_release
 
 COLLECTION="$REPO_ROOT/tests/postman/order-flow.postman_collection.json"
 PROXY="$REPO_ROOT/tests/postman/path_proxy.py"
-WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/postman-stage.XXXXXX")
+stage_scratch postman
 DB_PREFIX="postman_$$"
-DATABASES=()
-
-cleanup() {
-  stop_started
-  local db
-  for db in "${DATABASES[@]:-}"; do
-    [ -n "$db" ] && drop_pg_database "$db"
-  done
-  rm -rf "$WORKDIR"
-}
-trap cleanup EXIT
 
 # wait_ready URL PID LOGFILE [any]: waits until URL answers 200 (with "any": answers at all);
 # fails early when the process behind it has died.
