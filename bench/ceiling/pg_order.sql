@@ -11,22 +11,22 @@
 SELECT id, username, email, first_name, last_name, phone, created_at
   FROM users WHERE id = :uid::bigint AND status = 'active' LIMIT 1;
 
--- order-service, open the order (a write transaction)
-BEGIN;
+-- order-service, open the order (one INSERT, no transaction around it)
 INSERT INTO orders (user_id, price, status, lease_until, created_at, updated_at)
   VALUES (:uid::bigint, :price::bigint, 'pending', now() + interval '10 seconds', now(), now())
   RETURNING id AS oid, user_id, price, status, failure_reason, notified_at, created_at, updated_at \gset
-COMMIT;
 
 -- billing-service, POST /internal/billing/accounts/{id}/withdraw: one
--- transaction: lock the account row, look for an earlier answer to the
--- reference, the conditional UPDATE, then the ledger row (or the declined row)
+-- transaction: lock the account row while reading the reference's earlier
+-- answer (one statement), the conditional UPDATE, then the ledger row (or
+-- the declined row)
 BEGIN;
-UPDATE accounts SET updated_at = updated_at WHERE user_id = :uid::bigint;
-SELECT id, user_id, kind, amount, balance_after, reference, created_at
-  FROM ledger_entries WHERE user_id = :uid::bigint AND reference = 'order-' || :oid::bigint LIMIT 1;
-SELECT amount, balance FROM declined_withdrawals
-  WHERE user_id = :uid::bigint AND reference = 'order-' || :oid::bigint LIMIT 1;
+SELECT e.id, e.kind, e.amount, e.balance_after, e.created_at, d.amount, d.balance
+  FROM accounts a
+  LEFT JOIN ledger_entries e ON e.user_id = a.user_id AND e.reference = 'order-' || :oid::bigint
+  LEFT JOIN declined_withdrawals d ON d.user_id = a.user_id AND d.reference = 'order-' || :oid::bigint
+ WHERE a.user_id = :uid::bigint
+   FOR UPDATE OF a;
 WITH moved AS (
   UPDATE accounts SET balance = balance - :price::bigint, updated_at = now()
    WHERE user_id = :uid::bigint AND balance >= :price::bigint RETURNING balance)
@@ -49,16 +49,14 @@ UPDATE orders
  WHERE id = :oid::bigint AND status = 'pending'
  RETURNING id, user_id, price, status, failure_reason, notified_at, created_at, updated_at;
 
--- notification-service, POST /internal/notifications: store once, read back
+-- notification-service, POST /internal/notifications: store once
 INSERT INTO notifications (user_id, order_id, kind, email, subject, body, created_at)
   VALUES (:uid::bigint, :oid::bigint, CASE WHEN :paid::int = 1 THEN 'order_paid' ELSE 'order_rejected' END,
           'bench@example.com', 'Order #' || :oid::bigint || ' is decided',
           'Your order #' || :oid::bigint || ' for ' || (:price::bigint / 100.0)::numeric(20, 2) || ' is decided.', now())
-  ON CONFLICT DO NOTHING;
-SELECT id, user_id, order_id, kind, email, subject, body, created_at FROM notifications
-  WHERE order_id = :oid::bigint AND kind = CASE WHEN :paid::int = 1 THEN 'order_paid' ELSE 'order_rejected' END LIMIT 1;
+  ON CONFLICT DO NOTHING
+  RETURNING id, user_id, order_id, kind, email, subject, body, created_at;
 
--- order-service, mark the order notified, read it back
-UPDATE orders SET notified_at = now(), lease_until = NULL WHERE id = :oid::bigint AND notified_at IS NULL;
-SELECT id, user_id, price, status, failure_reason, notified_at, created_at, updated_at
-  FROM orders WHERE id = :oid::bigint LIMIT 1;
+-- order-service, mark the order notified
+UPDATE orders SET notified_at = now(), lease_until = NULL WHERE id = :oid::bigint AND notified_at IS NULL
+  RETURNING id, user_id, price, status, failure_reason, notified_at, created_at, updated_at;

@@ -88,6 +88,13 @@ def create(directory: str, repo: str, users: int) -> None:
 
 
 ORDER_COLUMNS = "id, user_id, price, status, failure_reason, notified_at, created_at, updated_at"
+# billing's one statement that reads a reference's earlier answer (the
+# account row joined with its ledger entry or declined withdrawal)
+RECALL = (
+    "SELECT e.id, e.kind, e.amount, e.balance_after, e.created_at, d.amount, d.balance FROM accounts a "
+    "LEFT JOIN ledger_entries e ON e.user_id = a.user_id AND e.reference = ?2 "
+    "LEFT JOIN declined_withdrawals d ON d.user_id = a.user_id AND d.reference = ?2 WHERE a.user_id = ?1"
+)
 
 
 class Worker:
@@ -111,35 +118,19 @@ class Worker:
             "WHERE id = ? AND status = 'active' LIMIT 1",
             (uid,),
         ).fetchall()
-        # order-service: open the order
-        o = self.orders
-        o.execute("BEGIN IMMEDIATE")
-        try:
-            oid = o.execute(
-                "INSERT INTO orders (user_id, price, status, lease_until, created_at, updated_at) "
-                f"VALUES (?, ?, 'pending', ?, ?, ?) RETURNING {ORDER_COLUMNS}",
-                (uid, price, later(10), now(), now()),
-            ).fetchone()[0]
-            o.execute("COMMIT")
-        except BaseException:
-            o.execute("ROLLBACK")
-            raise
+        # order-service: open the order (one INSERT, no transaction around it)
+        oid = self.orders.execute(
+            "INSERT INTO orders (user_id, price, status, lease_until, created_at, updated_at) "
+            f"VALUES (?, ?, 'pending', ?, ?, ?) RETURNING {ORDER_COLUMNS}",
+            (uid, price, later(10), now(), now()),
+        ).fetchone()[0]
         # billing-service: the withdrawal, one transaction
         b = self.billing
         ref = f"order-{oid}"
         ts = now()
         b.execute("BEGIN IMMEDIATE")
         try:
-            b.execute("UPDATE accounts SET updated_at = updated_at WHERE user_id = ?", (uid,))
-            b.execute(
-                "SELECT id, user_id, kind, amount, balance_after, reference, created_at FROM ledger_entries "
-                "WHERE user_id = ? AND reference = ? LIMIT 1",
-                (uid, ref),
-            ).fetchall()
-            b.execute(
-                "SELECT amount, balance FROM declined_withdrawals WHERE user_id = ? AND reference = ? LIMIT 1",
-                (uid, ref),
-            ).fetchall()
+            b.execute(RECALL, (uid, ref)).fetchall()
             row = b.execute(
                 "UPDATE accounts SET balance = balance - ?, updated_at = ? WHERE user_id = ? AND balance >= ? "
                 "RETURNING balance",
@@ -172,24 +163,21 @@ class Worker:
             f"RETURNING {ORDER_COLUMNS}",
             (status, reason, now(), oid),
         ).fetchall()
-        # notification-service: store the letter once, read it back
+        # notification-service: store the letter once
         kind = "order_paid" if paid else "order_rejected"
         self.notifications.execute(
             "INSERT INTO notifications (user_id, order_id, kind, email, subject, body, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING "
+            "RETURNING id, user_id, order_id, kind, email, subject, body, created_at",
             (uid, oid, kind, "bench@example.com", f"Order #{oid} is {status}",
              f"Your order #{oid} for {price / 100:.2f} is {status}.", now()),
-        )
-        self.notifications.execute(
-            "SELECT id, user_id, order_id, kind, email, subject, body, created_at FROM notifications "
-            "WHERE order_id = ? AND kind = ? LIMIT 1",
-            (oid, kind),
         ).fetchall()
-        # order-service: mark notified, read back
+        # order-service: mark notified
         self.orders.execute(
-            "UPDATE orders SET notified_at = ?, lease_until = NULL WHERE id = ? AND notified_at IS NULL", (now(), oid)
-        )
-        self.orders.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ? LIMIT 1", (oid,)).fetchall()
+            "UPDATE orders SET notified_at = ?, lease_until = NULL WHERE id = ? AND notified_at IS NULL "
+            f"RETURNING {ORDER_COLUMNS}",
+            (now(), oid),
+        ).fetchall()
 
     def close(self) -> None:
         for c in (self.users, self.orders, self.billing, self.notifications):

@@ -4,6 +4,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use service_kit::db::WriteTransaction;
 
 use crate::domain::{EntryKind, Movement};
@@ -61,8 +62,78 @@ pub trait Ledger {
     /// Newest first.
     fn entries(&mut self, user_id: i64) -> QueryResult<Vec<Entry>>;
     fn apply(&mut self, movement: &Movement, now: NaiveDateTime) -> Result<Receipt, BillingError>;
-    /// What an earlier request with this reference was answered.
-    fn earlier_answer(&mut self, user_id: i64, reference: &str) -> QueryResult<Option<EarlierAnswer>>;
+    /// Locks the account (inside a write transaction) and tells what an
+    /// earlier request with this reference was answered, in one round trip.
+    fn recall(&mut self, user_id: i64, reference: &str) -> QueryResult<Recall>;
+}
+
+/// What the account knows about a reference.
+pub enum Recall {
+    NoAccount,
+    Fresh,
+    Earlier(EarlierAnswer),
+}
+
+/// The account row joined with whatever a reference left behind: its ledger
+/// entry, or its declined withdrawal. The lock is on the account row only
+/// (PostgreSQL refuses to lock the nullable side of an outer join), which is
+/// what makes movements on one account, and decisions on one reference,
+/// take turns. On SQLite `BEGIN IMMEDIATE` has already serialised writers.
+macro_rules! recall_sql {
+    ($user:literal, $reference:literal, $lock:literal) => {
+        concat!(
+            "SELECT e.id AS entry_id, e.kind AS entry_kind, e.amount AS entry_amount, ",
+            "e.balance_after AS entry_balance_after, e.created_at AS entry_created_at, ",
+            "d.amount AS declined_amount, d.balance AS declined_balance ",
+            "FROM accounts a ",
+            "LEFT JOIN ledger_entries e ON e.user_id = a.user_id AND e.reference = ",
+            $reference,
+            " LEFT JOIN declined_withdrawals d ON d.user_id = a.user_id AND d.reference = ",
+            $reference,
+            " WHERE a.user_id = ",
+            $user,
+            $lock
+        )
+    };
+}
+
+#[derive(QueryableByName)]
+struct RecallRow {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    entry_id: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    entry_kind: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    entry_amount: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    entry_balance_after: Option<i64>,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    entry_created_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    declined_amount: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    declined_balance: Option<i64>,
+}
+
+impl RecallRow {
+    fn into_recall(self, user_id: i64, reference: &str) -> Recall {
+        let entry = (|| {
+            Some(Entry {
+                id: self.entry_id?,
+                user_id,
+                kind: self.entry_kind?,
+                amount: self.entry_amount?,
+                balance_after: self.entry_balance_after?,
+                reference: Some(reference.to_owned()),
+                created_at: self.entry_created_at?,
+            })
+        })();
+        match (entry, self.declined_amount, self.declined_balance) {
+            (Some(entry), _, _) => Recall::Earlier(EarlierAnswer::Moved(entry)),
+            (None, Some(amount), Some(balance)) => Recall::Earlier(EarlierAnswer::Declined { amount, balance }),
+            _ => Recall::Fresh,
+        }
+    }
 }
 
 /// The answer a reference got the first time.
@@ -102,7 +173,7 @@ impl Outcome {
 }
 
 macro_rules! ledger {
-    ($conn:ty) => {
+    ($conn:ty, $recall_sql:expr) => {
         impl Ledger for $conn {
             fn open_account(&mut self, user_id: i64, now: NaiveDateTime) -> QueryResult<(Account, bool)> {
                 let created = diesel::insert_into(accounts::table)
@@ -139,15 +210,10 @@ macro_rules! ledger {
                     let user_id = movement.user_id;
                     let account = accounts::table.find(user_id);
                     if let Some(reference) = &movement.reference {
-                        // Lock the account row first: movements on one
-                        // account, and decisions on one reference, take turns.
-                        let locked =
-                            diesel::update(account).set(accounts::updated_at.eq(accounts::updated_at)).execute(conn)?;
-                        if locked == 0 {
-                            return Err(BillingError::NoAccount(user_id));
-                        }
-                        if let Some(earlier) = conn.earlier_answer(user_id, reference.as_str())? {
-                            return earlier.replay(movement);
+                        match conn.recall(user_id, reference.as_str())? {
+                            Recall::NoAccount => return Err(BillingError::NoAccount(user_id)),
+                            Recall::Earlier(earlier) => return earlier.replay(movement),
+                            Recall::Fresh => {}
                         }
                     }
                     let amount = movement.amount.minor_units();
@@ -200,26 +266,17 @@ macro_rules! ledger {
                 outcome.into_result()
             }
 
-            fn earlier_answer(&mut self, user_id: i64, reference: &str) -> QueryResult<Option<EarlierAnswer>> {
-                let entry = ledger_entries::table
-                    .filter(ledger_entries::user_id.eq(user_id))
-                    .filter(ledger_entries::reference.eq(reference))
-                    .select(Entry::as_select())
-                    .first(self)
+            fn recall(&mut self, user_id: i64, reference: &str) -> QueryResult<Recall> {
+                let row = diesel::sql_query($recall_sql)
+                    .bind::<BigInt, _>(user_id)
+                    .bind::<Text, _>(reference)
+                    .get_result::<RecallRow>(self)
                     .optional()?;
-                if let Some(entry) = entry {
-                    return Ok(Some(EarlierAnswer::Moved(entry)));
-                }
-                let declined = declined_withdrawals::table
-                    .find((user_id, reference))
-                    .select((declined_withdrawals::amount, declined_withdrawals::balance))
-                    .first::<(i64, i64)>(self)
-                    .optional()?;
-                Ok(declined.map(|(amount, balance)| EarlierAnswer::Declined { amount, balance }))
+                Ok(row.map_or(Recall::NoAccount, |row| row.into_recall(user_id, reference)))
             }
         }
     };
 }
 
-ledger!(diesel::PgConnection);
-ledger!(diesel::SqliteConnection);
+ledger!(diesel::PgConnection, recall_sql!("$1", "$2", " FOR UPDATE OF a"));
+ledger!(diesel::SqliteConnection, recall_sql!("?1", "?2", ""));

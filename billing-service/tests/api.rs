@@ -263,3 +263,34 @@ fn replicas_starting_together_migrate_once() {
         start.join().unwrap().expect("every replica starts");
     }
 }
+
+/// Connections are not tested when the pool hands them out, so a database
+/// restart leaves dead ones in the pool. Each may fail one request, as a 503
+/// that callers retry, never a 500 or a hang; then the pool has fresh ones
+/// and nothing was half-written.
+#[actix_web::test]
+async fn connections_lost_under_the_pool_cost_a_503_and_are_replaced() {
+    if !testkit::postgres_available() {
+        return;
+    }
+    let (api, db) = spawn(Backend::Postgres).await;
+    open(&api, 5).await;
+    deposit(&api, 5, 100).await;
+    testkit::execute_sql(
+        &db,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    let mut answers = Vec::new();
+    for _ in 0..12 {
+        let r = api.post("/billing/accounts/5/deposit", json!({ "amount": 10, "reference": "after-restart" })).await;
+        answers.push(r.status);
+        if r.status == 200 {
+            break;
+        }
+        r.assert_problem(503);
+    }
+    assert_eq!(answers.last(), Some(&200), "the pool never recovered: {answers:?}");
+    assert_eq!(balance(&api, 5).await, 110, "the refused attempts wrote nothing: {answers:?}");
+    assert_eq!(ledger(&api, 5).await.len(), 2);
+}

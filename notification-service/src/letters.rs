@@ -43,15 +43,22 @@ macro_rules! mailbox {
     ($conn:ty) => {
         impl Mailbox for $conn {
             fn deliver(&mut self, letter: &NewLetter) -> QueryResult<(Letter, bool)> {
-                let stored =
-                    diesel::insert_into(notifications::table).values(letter).on_conflict_do_nothing().execute(self)?
-                        == 1;
-                let letter = notifications::table
+                let stored = diesel::insert_into(notifications::table)
+                    .values(letter)
+                    .on_conflict_do_nothing()
+                    .returning(Letter::as_returning())
+                    .get_result(self)
+                    .optional()?;
+                if let Some(stored) = stored {
+                    return Ok((stored, true));
+                }
+                // Already there: the first copy is the answer.
+                let earlier = notifications::table
                     .filter(notifications::order_id.eq(letter.order_id))
                     .filter(notifications::kind.eq(&letter.kind))
                     .select(Letter::as_select())
                     .first(self)?;
-                Ok((letter, stored))
+                Ok((earlier, false))
             }
 
             fn letters_of(&mut self, user_id: i64) -> QueryResult<Vec<Letter>> {

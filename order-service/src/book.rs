@@ -115,10 +115,15 @@ macro_rules! order_book {
             }
 
             fn mark_notified(&mut self, id: i64, now: NaiveDateTime) -> QueryResult<Order> {
-                diesel::update(orders::table.find(id).filter(orders::notified_at.is_null()))
+                let marked = diesel::update(orders::table.find(id).filter(orders::notified_at.is_null()))
                     .set((orders::notified_at.eq(now), orders::lease_until.eq(None::<NaiveDateTime>)))
-                    .execute(self)?;
-                orders::table.find(id).select(Order::as_select()).first(self)
+                    .returning(Order::as_returning())
+                    .get_result(self)
+                    .optional()?;
+                match marked {
+                    Some(order) => Ok(order),
+                    None => orders::table.find(id).select(Order::as_select()).first(self),
+                }
             }
 
             fn release(&mut self, id: i64) -> QueryResult<()> {

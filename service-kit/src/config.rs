@@ -112,7 +112,8 @@ impl FromStr for BaseUrl {
 pub struct CommonSettings {
     pub bind_addr: SocketAddr,
     pub database_url: DatabaseUrl,
-    pub pool_size: u32,
+    /// `None`: the backend's default (see `DatabaseUrl::default_pool_size`).
+    pub pool_size: Option<u32>,
 }
 
 impl CommonSettings {
@@ -126,9 +127,9 @@ impl CommonSettings {
     }
 }
 
-pub fn pool_size() -> Result<u32, ConfigError> {
-    let size: u32 = var_or("DATABASE_POOL_SIZE", 10)?;
-    if size == 0 {
+pub fn pool_size() -> Result<Option<u32>, ConfigError> {
+    let size: Option<u32> = optional("DATABASE_POOL_SIZE")?;
+    if size == Some(0) {
         return Err(ConfigError { name: "DATABASE_POOL_SIZE", value: "0".into(), reason: "must be at least 1".into() });
     }
     Ok(size)

@@ -6,12 +6,14 @@ use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::migration::{Migration, MigrationMetadata, MigrationName, MigrationSource, MigrationVersion};
 use diesel::pg::Pg;
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
+use diesel::result::{DatabaseErrorKind, Error::DatabaseError};
 use diesel::sqlite::Sqlite;
 use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
 use diesel_migrations::MigrationHarness;
@@ -106,6 +108,18 @@ impl DatabaseUrl {
         }
     }
 
+    /// Connections per pool when `DATABASE_POOL_SIZE` is unset. SQLite
+    /// writes one transaction at a time per file: with one connection,
+    /// writers queue in the pool and wake the moment it is free, where
+    /// several connections meet the file lock and sleep in SQLite's busy
+    /// handler (1, 2, 5, … 100 ms), which measured as a long latency tail.
+    pub fn default_pool_size(&self) -> u32 {
+        match self {
+            DatabaseUrl::Postgres(_) => 10,
+            DatabaseUrl::Sqlite(_) => 1,
+        }
+    }
+
     /// The URL with any password replaced, fit for logs.
     pub fn redacted(&self) -> String {
         match self {
@@ -134,11 +148,13 @@ const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
 #[derive(Debug)]
 pub struct Connector {
     url: DatabaseUrl,
+    /// Lives as long as the pool that owns this connector.
+    checkpointer: Option<Checkpointer>,
 }
 
 impl Connector {
     pub fn new(url: DatabaseUrl) -> Self {
-        Connector { url }
+        Connector { url, checkpointer: None }
     }
 
     fn open(&self) -> Result<AnyConnection, r2d2::Error> {
@@ -153,6 +169,38 @@ impl Connector {
                 Ok(AnyConnection::Sqlite(conn))
             }
         }
+    }
+}
+
+/// How often the WAL is copied into an SQLite database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Copies SQLite's write-ahead log into the database file on a thread of
+/// its own. Left to itself SQLite does that inside whichever commit takes
+/// the log past 1000 pages, and that request waits for the copy and its
+/// fsync. A passive checkpoint never blocks readers or writers. The thread
+/// ends when the pool (which owns the sender) is dropped.
+#[derive(Debug)]
+struct Checkpointer {
+    _stop: mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &std::path::Path) -> Result<Checkpointer, diesel::ConnectionError> {
+        let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let name = path.display().to_string();
+        std::thread::Builder::new()
+            .name("wal-checkpoint".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                    if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                        log::warn!("checkpoint of {name} failed: {e}");
+                    }
+                }
+            })
+            .map_err(|e| diesel::ConnectionError::BadConnection(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Checkpointer { _stop: stop })
     }
 }
 
@@ -294,7 +342,11 @@ const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Applies pending migrations, then opens the pool. On PostgreSQL an
 /// advisory lock makes replicas that start together take turns.
-pub fn connect(url: &DatabaseUrl, pool_size: u32, migrations: &Migrations) -> Result<DbPool, DatabaseSetupError> {
+pub fn connect(
+    url: &DatabaseUrl,
+    pool_size: Option<u32>,
+    migrations: &Migrations,
+) -> Result<DbPool, DatabaseSetupError> {
     let fail = |reason: String| DatabaseSetupError { url: url.redacted(), reason };
     if let DatabaseUrl::Sqlite(path) = url {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -302,13 +354,23 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32, migrations: &Migrations) -> Re
         }
     }
     log::info!("database {}", url.redacted());
-    let connector = Connector::new(url.clone());
+    let mut connector = Connector::new(url.clone());
     let mut conn = open_patiently(&connector).map_err(|e| fail(e.to_string()))?;
     migrate(&mut conn, migrations).map_err(|e| fail(format!("migrations failed: {e}")))?;
     drop(conn);
+    if let DatabaseUrl::Sqlite(path) = url {
+        connector.checkpointer = Some(Checkpointer::start(path).map_err(|e| fail(e.to_string()))?);
+    }
+    let pool_size = pool_size.unwrap_or_else(|| url.default_pool_size());
     r2d2::Pool::builder()
         .max_size(pool_size)
         .min_idle(Some(pool_size.min(2)))
+        // No `SELECT 1` on every checkout: it was a quarter of all round
+        // trips (docs/performance.md). A connection that died while idle
+        // (a database restart) fails its next query instead, which answers
+        // 503 (see `StorageError`); diesel then reports it broken and r2d2
+        // replaces it.
+        .test_on_check_out(false)
         .connection_timeout(Duration::from_secs(5))
         .build(connector)
         .map_err(|e| fail(e.to_string()))
@@ -365,7 +427,9 @@ impl From<&StorageError> for crate::Problem {
     fn from(e: &StorageError) -> Self {
         log::error!("{e}");
         match e {
-            StorageError::Pool(_) => crate::Problem::unavailable("the database is not reachable right now"),
+            StorageError::Pool(_) | StorageError::Query(DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => {
+                crate::Problem::unavailable("the database is not reachable right now")
+            }
             _ => crate::Problem::internal("the database failed to answer"),
         }
     }
@@ -431,6 +495,41 @@ mod tests {
         let sql = "CREATE TABLE t (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY)";
         assert_eq!(Dialect::Postgres.translate(sql), sql);
         assert_eq!(Dialect::Sqlite.translate(sql), "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT)");
+    }
+
+    fn checkpoint_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .expect("Linux /proc")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "wal-checkpoint")
+            .count()
+    }
+
+    #[test]
+    fn sqlite_pools_checkpoint_in_the_background_until_dropped() {
+        static NONE: Migrations = Migrations(&[]);
+        let dir = std::env::temp_dir().join(format!("service-kit-checkpoint-{:x}", fastrand::u64(..)));
+        let url: DatabaseUrl = format!("sqlite://{}", dir.join("db.sqlite").display()).parse().unwrap();
+        let before = checkpoint_threads();
+        let pool = connect(&url, None, &NONE).expect("sqlite pool");
+        assert_eq!(pool.max_size(), 1, "SQLite's default pool");
+        assert_eq!(checkpoint_threads(), before + 1);
+        let mut conn = pool.get().unwrap();
+        conn.batch_execute("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2);").unwrap();
+        std::thread::sleep(CHECKPOINT_EVERY * 5);
+        // The new table's pages have reached the database file itself (a
+        // commit only appends to the log; SQLite's own checkpoint would wait
+        // for 1000 pages of it).
+        let file = std::fs::metadata(dir.join("db.sqlite")).unwrap().len();
+        assert!(file >= 2 * 4096, "the database file still holds {file} bytes");
+        drop(conn);
+        drop(pool);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while checkpoint_threads() > before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(checkpoint_threads(), before, "the thread ends with its pool");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

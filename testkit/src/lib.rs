@@ -84,7 +84,11 @@ impl TestDb {
     }
 
     pub fn common(&self, pool_size: u32) -> CommonSettings {
-        CommonSettings { bind_addr: ([127, 0, 0, 1], 0).into(), database_url: self.database_url(), pool_size }
+        CommonSettings {
+            bind_addr: ([127, 0, 0, 1], 0).into(),
+            database_url: self.database_url(),
+            pool_size: Some(pool_size),
+        }
     }
 }
 

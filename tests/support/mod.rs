@@ -314,7 +314,7 @@ impl System {
         let pool = self
             .orders_pool
             .get_or_init(|| {
-                service_kit::db::connect(&self.dbs.orders.database_url(), 2, &order_service::MIGRATIONS).unwrap()
+                service_kit::db::connect(&self.dbs.orders.database_url(), Some(2), &order_service::MIGRATIONS).unwrap()
             })
             .clone();
         service_kit::db::run(

@@ -166,7 +166,7 @@ async fn recovery_finishes_a_user_left_pending(backend: Backend) {
     s.users.get("/users/1").await.assert_problem(404);
     let billing_url: BaseUrl = s.billing.base.parse().unwrap();
     let settings = settings(users_db, billing_url);
-    let pool = service_kit::db::connect(&settings.common.database_url, 2, &user_service::MIGRATIONS).unwrap();
+    let pool = service_kit::db::connect(&settings.common.database_url, Some(2), &user_service::MIGRATIONS).unwrap();
     let users = user_service::registration::Users {
         pool,
         billing: user_service::billing::BillingClient {
