@@ -5,7 +5,7 @@ set -Eeuo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
-BIN="$REPO_ROOT/target/release"
+BIN="${BENCH_BIN_DIR:-$REPO_ROOT/target/release}"
 
 SECONDS_PER_LEVEL=${BENCH_SECONDS:-15}
 LEVELS=${BENCH_LEVELS:-"1 8 32 64"}
@@ -19,10 +19,14 @@ SERVICE_LOG=${BENCH_RUST_LOG:-info}
 RECOVERY_MS=${BENCH_RECOVERY_INTERVAL_MS:-1000}
 PUBLISH=${BENCH_PUBLISH:-1}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
-# libpq's sslmode for the services and pgbench alike (unset: libpq's default,
-# "prefer", which is TLS when the server offers it).
+# libpq's sslmode for the services and pgbench alike. "disable" by default,
+# as in the cluster: the chart's PostgreSQL (the official image) offers no
+# TLS, while Debian's server here does, and libpq's own default ("prefer")
+# would then spend about a fifth of the CPU on loopback TLS. An empty value
+# leaves libpq's default.
+BENCH_PG_SSLMODE=${BENCH_PG_SSLMODE-disable}
 PG_URL_QUERY=${BENCH_PG_SSLMODE:+?sslmode=$BENCH_PG_SSLMODE}
-if [ -n "${BENCH_PG_SSLMODE:-}" ]; then export PGSSLMODE=$BENCH_PG_SSLMODE; fi
+if [ -n "$BENCH_PG_SSLMODE" ]; then export PGSSLMODE=$BENCH_PG_SSLMODE; fi
 
 RUN_STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -278,6 +282,7 @@ start_postgres() {
   USERS_URL=$users BILLING_URL=$billing ORDERS_URL=$orders
   psql -X -A -t -d postgres -c "SELECT count(*) FILTER (WHERE s.ssl) || ' of ' || count(*) FROM pg_stat_ssl s
       JOIN pg_stat_activity a USING (pid) WHERE a.datname LIKE '${DB_PREFIX}\_%'" >"$TOPO_DIR/tls" 2>/dev/null || true
+  echo "$BENCH_PG_SSLMODE" >"$TOPO_DIR/sslmode"
 }
 
 stop_services() {

@@ -248,6 +248,7 @@ def assemble(args):
         t["shutdown_exit_codes"] = pairs(read(tdir / "shutdown"))
         if (tdir / "tls").exists():
             t["database_connections_with_tls"] = read(tdir / "tls").strip()
+            t["pg_sslmode"] = (read(tdir / "sslmode", "") or "").strip()
         t["violations"] = [l for l in (read(tdir / "violations.txt", "") or "").splitlines() if l.strip()]
         steps = t["levels"] + ([t["paced_half_load"]] if "paced_half_load" in t else [])
         errors = {
@@ -560,7 +561,7 @@ def render(args):
             f"{cv['orders_cut_off_in_flight']} were in flight when wrk stopped at the end of a step "
             f"(finished by the service or its recovery loop)",
             f"- SIGTERM exit codes: " + ", ".join(f"{k} {v}" for k, v in t["shutdown_exit_codes"].items()),
-            *([f"- the services' database connections using TLS (libpq's default sslmode, as pgbench's): "
+            *([f"- the services' database connections using TLS (sslmode {t.get('pg_sslmode') or 'prefer, libpq default'}, as pgbench's): "
                f"{t['database_connections_with_tls']}"] if t.get("database_connections_with_tls") else []),
             f"- result: {'**passed**' if t['ok'] else '**FAILED**: ' + '; '.join(t['violations'])}",
         ]

@@ -27,9 +27,11 @@
 #   BENCH_RUST_LOG         RUST_LOG for the services (info, as deployed)
 #   BENCH_RECOVERY_INTERVAL_MS  the services' RECOVERY_INTERVAL_MS (1000)
 #   BENCH_NO_BUILD         1: skip cargo build (the binaries must be there)
+#   BENCH_BIN_DIR          where the binaries are (target/release); with
+#                          BENCH_NO_BUILD=1, to compare saved builds
 #   BENCH_SKIP_CEILING     1: skip the ceilings (for quick experiments)
-#   BENCH_PG_SSLMODE       libpq sslmode for the services and pgbench (libpq's
-#                          default, prefer: TLS when the server offers it)
+#   BENCH_PG_SSLMODE       libpq sslmode for the services and pgbench (disable,
+#                          as in the cluster; empty: libpq's default, prefer)
 #   BENCH_PUBLISH          1: write results/latest.json and docs/ (1); a
 #                          failed run never overwrites them
 #   PGHOST PGPORT PGUSER   the PostgreSQL server (127.0.0.1, 5432, postgres)
