@@ -5,7 +5,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
-use service_kit::db::WriteTransaction;
+use service_kit::db::{KeepPrepared, WriteTransaction};
 
 use crate::domain::{EntryKind, Movement};
 use crate::error::BillingError;
@@ -222,11 +222,13 @@ macro_rules! ledger {
                         EntryKind::Deposit => diesel::update(account.filter(accounts::balance.le(i64::MAX - amount)))
                             .set((accounts::balance.eq(accounts::balance + amount), accounts::updated_at.eq(now)))
                             .returning(accounts::balance)
+                            .prepared()
                             .get_result(conn)
                             .optional()?,
                         EntryKind::Withdrawal => diesel::update(account.filter(accounts::balance.ge(amount)))
                             .set((accounts::balance.eq(accounts::balance - amount), accounts::updated_at.eq(now)))
                             .returning(accounts::balance)
+                            .prepared()
                             .get_result(conn)
                             .optional()?,
                     };
@@ -270,6 +272,7 @@ macro_rules! ledger {
                 let row = diesel::sql_query($recall_sql)
                     .bind::<BigInt, _>(user_id)
                     .bind::<Text, _>(reference)
+                    .prepared()
                     .get_result::<RecallRow>(self)
                     .optional()?;
                 Ok(row.map_or(Recall::NoAccount, |row| row.into_recall(user_id, reference)))

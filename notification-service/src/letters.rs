@@ -2,6 +2,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use service_kit::db::KeepPrepared;
 
 use crate::schema::notifications;
 
@@ -47,6 +48,7 @@ macro_rules! mailbox {
                     .values(letter)
                     .on_conflict_do_nothing()
                     .returning(Letter::as_returning())
+                    .prepared()
                     .get_result(self)
                     .optional()?;
                 if let Some(stored) = stored {

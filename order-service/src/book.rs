@@ -3,7 +3,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use service_kit::db::WriteTransaction;
+use service_kit::db::{KeepPrepared, WriteTransaction};
 
 use crate::schema::orders;
 
@@ -106,6 +106,7 @@ macro_rules! order_book {
                 let decided = diesel::update(orders::table.find(id).filter(orders::status.eq(PENDING)))
                     .set((orders::status.eq(status), orders::failure_reason.eq(reason), orders::updated_at.eq(now)))
                     .returning(Order::as_returning())
+                    .prepared()
                     .get_result(self)
                     .optional()?;
                 match decided {
@@ -118,6 +119,7 @@ macro_rules! order_book {
                 let marked = diesel::update(orders::table.find(id).filter(orders::notified_at.is_null()))
                     .set((orders::notified_at.eq(now), orders::lease_until.eq(None::<NaiveDateTime>)))
                     .returning(Order::as_returning())
+                    .prepared()
                     .get_result(self)
                     .optional()?;
                 match marked {
