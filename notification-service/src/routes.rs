@@ -4,6 +4,7 @@ use actix_web::web::{self, Json, Query};
 use actix_web::HttpResponse;
 use serde::{Deserialize, Serialize};
 use service_kit::ids::UserIdQuery;
+use service_kit::problem::BodyRefusals;
 use service_kit::{db, time, with_backend, Problem};
 use utoipa::ToSchema;
 
@@ -171,9 +172,8 @@ pub async fn list(
         (status = 201, description = "Stored", body = LetterBody),
         (status = 200, description = "This order's letter of this kind was stored before", body = LetterBody),
         (status = 400, description = "The body is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is out of its bounds", body = Problem, content_type = "application/problem+json"),
+        BodyRefusals,
     )
 )]
 pub async fn send(service: web::Data<Notifications>, body: Json<LetterRequest>) -> Result<HttpResponse, Problem> {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::idempotency::IdempotencyKey;
 use service_kit::ids::{Id, UserIdQuery};
 use service_kit::money::Amount;
+use service_kit::problem::BodyRefusals;
 use service_kit::{time, Problem};
 use utoipa::ToSchema;
 
@@ -107,10 +108,9 @@ pub struct NewOrderRequest {
             headers(("Location" = String, description = "/orders/{id}"))),
         (status = 400, description = "The body is malformed, or the Idempotency-Key is empty, too long or not visible ASCII", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A request with this Idempotency-Key is still in progress", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid price, unknown user, or the key was used with another body; no order was stored", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "user-service could not be reached; no order was stored", body = Problem, content_type = "application/problem+json"),
+        BodyRefusals,
     )
 )]
 pub async fn create_order(

@@ -29,6 +29,20 @@ pub struct Problem {
     pub detail: String,
 }
 
+/// The refusals `http_errors` answers for any JSON body before a handler
+/// runs, for the `responses(...)` of every operation that takes one.
+#[derive(utoipa::IntoResponses)]
+pub enum BodyRefusals {
+    #[response(status = 413, description = "The body is over 64 KiB", content_type = "application/problem+json")]
+    TooLarge(Problem),
+    #[response(
+        status = 415,
+        description = "The body is not application/json",
+        content_type = "application/problem+json"
+    )]
+    NotJson(Problem),
+}
+
 impl Problem {
     pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
         Problem {

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use service_kit::idempotency::IdempotencyKey;
 use service_kit::ids::Id;
+use service_kit::problem::BodyRefusals;
 use service_kit::{time, Problem};
 use utoipa::ToSchema;
 
@@ -111,10 +112,9 @@ impl NewUserRequest {
             headers(("Location" = String, description = "/users/{id}"))),
         (status = 400, description = "The body is malformed, or the Idempotency-Key is empty, too long or not visible ASCII", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Username or e-mail taken, or a request with this key is still in progress", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks its rules, or the key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "billing-service could not open the account; nothing was created", body = Problem, content_type = "application/problem+json"),
+        BodyRefusals,
     )
 )]
 pub async fn create_user(

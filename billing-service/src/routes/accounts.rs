@@ -4,6 +4,7 @@ use actix_web::web::{self, Json, Path};
 use serde::Deserialize;
 use service_kit::ids::Id;
 use service_kit::money::Amount;
+use service_kit::problem::BodyRefusals;
 use service_kit::Problem;
 use utoipa::ToSchema;
 
@@ -80,9 +81,8 @@ pub async fn get_account(billing: web::Data<Billing>, user_id: Path<Id>) -> Resu
         (status = 200, description = "Deposited (or the original result of this reference)", body = ReceiptBody),
         (status = 400, description = "The body or the id is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid amount or reference, reference reused, or the balance would overflow", body = Problem, content_type = "application/problem+json"),
+        BodyRefusals,
     )
 )]
 pub async fn deposit(
@@ -110,9 +110,8 @@ pub async fn deposit(
         (status = 400, description = "The body or the id is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Insufficient funds; nothing was withdrawn", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid amount or reference, or reference reused", body = Problem, content_type = "application/problem+json"),
+        BodyRefusals,
     )
 )]
 pub async fn withdraw(

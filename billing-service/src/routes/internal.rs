@@ -5,6 +5,7 @@ use actix_web::web::{self, Json, Path};
 use actix_web::HttpResponse;
 use serde::Deserialize;
 use service_kit::ids::Id;
+use service_kit::problem::BodyRefusals;
 use service_kit::Problem;
 use utoipa::ToSchema;
 
@@ -51,9 +52,8 @@ pub struct OrderPaymentRequest {
         (status = 200, description = "Already open", body = AccountBody,
             headers(("Location" = String, description = "/billing/accounts/{user_id}"))),
         (status = 400, description = "The body is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The user id is not positive", body = Problem, content_type = "application/problem+json"),
+        BodyRefusals,
     )
 )]
 pub async fn open_account(
@@ -84,9 +84,8 @@ pub async fn open_account(
         (status = 400, description = "The body or the id is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Insufficient funds; nothing was withdrawn", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid amount or reference, or reference reused", body = Problem, content_type = "application/problem+json"),
+        BodyRefusals,
     )
 )]
 pub async fn pay_order(
