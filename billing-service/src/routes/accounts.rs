@@ -8,7 +8,7 @@ use service_kit::problem::BodyRefusals;
 use service_kit::Problem;
 use utoipa::ToSchema;
 
-use super::{AccountBody, EntryBody, ReceiptBody};
+use super::{AccountBody, EntryBody, ReceiptBody, WithdrawalAnswers};
 use crate::domain::{Caller, EntryKind, Movement, Reference};
 use crate::error::BillingError;
 use crate::Billing;
@@ -106,11 +106,7 @@ pub async fn deposit(
     params(("user_id" = i64, Path, minimum = 1, example = 1, description = "The account's user id")),
     request_body = MoneyRequest,
     responses(
-        (status = 200, description = "Withdrawn (or the original result of this reference)", body = ReceiptBody),
-        (status = 400, description = "The body or the id is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Insufficient funds; nothing was withdrawn", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid amount or reference, or reference reused", body = Problem, content_type = "application/problem+json"),
+        WithdrawalAnswers,
         BodyRefusals,
     )
 )]

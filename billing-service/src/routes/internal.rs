@@ -10,7 +10,7 @@ use service_kit::Problem;
 use utoipa::ToSchema;
 
 use super::accounts::MoneyRequest;
-use super::{AccountBody, ReceiptBody};
+use super::{AccountBody, ReceiptBody, WithdrawalAnswers};
 use crate::domain::{Caller, EntryKind};
 use crate::error::BillingError;
 use crate::Billing;
@@ -80,11 +80,7 @@ pub async fn open_account(
     params(("user_id" = i64, Path, minimum = 1, example = 1, description = "The account's user id")),
     request_body = OrderPaymentRequest,
     responses(
-        (status = 200, description = "Withdrawn (or the original result of this reference)", body = ReceiptBody),
-        (status = 400, description = "The body or the id is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Insufficient funds; nothing was withdrawn", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid amount or reference, or reference reused", body = Problem, content_type = "application/problem+json"),
+        WithdrawalAnswers,
         BodyRefusals,
     )
 )]

@@ -2,9 +2,37 @@ pub mod accounts;
 pub mod internal;
 
 use serde::Serialize;
+use service_kit::Problem;
 use utoipa::ToSchema;
 
 use crate::ledger::{Account, Entry, Receipt};
+
+/// What a withdrawal answers, on the public route and on order-service's.
+#[derive(utoipa::IntoResponses)]
+pub enum WithdrawalAnswers {
+    #[response(status = 200, description = "Withdrawn (or the original result of this reference)")]
+    Withdrawn(ReceiptBody),
+    #[response(
+        status = 400,
+        description = "The body or the id is malformed",
+        content_type = "application/problem+json"
+    )]
+    Malformed(Problem),
+    #[response(status = 404, description = "No account for this user", content_type = "application/problem+json")]
+    NoAccount(Problem),
+    #[response(
+        status = 409,
+        description = "Insufficient funds; nothing was withdrawn",
+        content_type = "application/problem+json"
+    )]
+    InsufficientFunds(Problem),
+    #[response(
+        status = 422,
+        description = "Invalid amount or reference, or reference reused",
+        content_type = "application/problem+json"
+    )]
+    Invalid(Problem),
+}
 
 /// A billing account.
 #[derive(Debug, Serialize, ToSchema)]
