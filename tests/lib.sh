@@ -115,6 +115,43 @@ start_bg() {
 
 # A stage's scratch space: WORKDIR (a fresh temp dir) and DATABASES (names the
 # stage appends to), both removed on exit with everything start_bg started.
+# The four service binaries must have been built by build_release.
+require_service_binaries() {
+  local binary
+  for binary in user-service billing-service order-service notification-service; do
+    [ -x "$BIN/$binary" ] || { echo "missing release binary $BIN/$binary" >&2; exit 1; }
+  done
+}
+
+# psql as the local superuser.
+pg() { psql -h 127.0.0.1 -p 5432 -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+
+# Drops what a stage created: the databases in DATABASES and the roles in ROLES.
+drop_databases_and_roles() {
+  local db role
+  for db in "${DATABASES[@]:-}"; do [ -n "$db" ] && drop_pg_database "$db"; done
+  for role in "${ROLES[@]:-}"; do
+    [ -n "$role" ] && pg -d postgres -c "DROP ROLE IF EXISTS \"$role\"" >/dev/null 2>&1 || true
+  done
+}
+
+# Creates the databases and roles with the chart's own init script, as
+# tests/helm/local_plan.py rendered it into $WORK (plan.sh gives DATABASES,
+# SERVICES, INIT_ENV and each service's DB_URL_<service>), then checks that
+# every service connects with a role of its own that is not a superuser.
+init_databases_like_the_chart() {
+  local svc url_var got
+  log "databases and roles by the chart's init script: ${DATABASES[*]}"
+  drop_databases_and_roles
+  env -i PATH="$PATH" PGHOST=127.0.0.1 PGPORT=5432 "${INIT_ENV[@]}" bash "$WORK/init-databases.sh"
+  for svc in "${SERVICES[@]}"; do
+    url_var="DB_URL_${svc//-/_}"
+    got=$(psql "${!url_var}" -v ON_ERROR_STOP=1 -qAt -c "SELECT current_user || ' ' || current_database() || ' ' || rolsuper::text FROM pg_roles WHERE rolname = current_user")
+    echo "  $svc: connects as $got"
+    case "$got" in *" false") ;; *) echo "$svc: role must not be a superuser ($got)" >&2; exit 1 ;; esac
+  done
+}
+
 stage_scratch() {
   WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/$1-stage.XXXXXX")
   DATABASES=()

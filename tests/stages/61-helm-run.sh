@@ -21,22 +21,12 @@ ensure_python_tools
 ensure_node_modules
 ensure_postgres
 build_release
-for binary in user-service billing-service order-service notification-service; do
-  [ -x "$BIN/$binary" ] || { echo "missing release binary $BIN/$binary" >&2; exit 1; }
-done
+require_service_binaries
 [ -f "$COLLECTION" ] || { echo "missing $COLLECTION" >&2; exit 1; }
 
 WORK=$(mktemp -d)
 DATABASES=()
 ROLES=()
-pg() { psql -h 127.0.0.1 -p 5432 -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
-drop_databases_and_roles() {
-  local db role
-  for db in "${DATABASES[@]:-}"; do [ -n "$db" ] && drop_pg_database "$db"; done
-  for role in "${ROLES[@]:-}"; do
-    [ -n "$role" ] && pg -d postgres -c "DROP ROLE IF EXISTS \"$role\"" >/dev/null 2>&1 || true
-  done
-}
 cleanup() {
   local rc=$?
   stop_started
@@ -56,17 +46,11 @@ python tests/helm/local_plan.py --work "$WORK" "${port_args[@]}" --pg-host 127.0
 source "$WORK/plan.sh"
 cp "$WORK/rendered.yaml" "$ARTIFACTS/helm-run-rendered.yaml"
 
-log "databases and roles by the chart's init script: ${DATABASES[*]}"
-drop_databases_and_roles
-env -i PATH="$PATH" PGHOST=127.0.0.1 PGPORT=5432 "${INIT_ENV[@]}" bash "$WORK/init-databases.sh"
+init_databases_like_the_chart
 for svc in "${SERVICES[@]}"; do
+  # The service's own role owns its database and may create tables there.
   url_var="DB_URL_${svc//-/_}"
-  url="${!url_var}"
-  # The service's own role: not a superuser, owns its database, may create tables there.
-  got=$(psql "$url" -v ON_ERROR_STOP=1 -qAt -c "SELECT current_user || ' ' || current_database() || ' ' || rolsuper::text FROM pg_roles WHERE rolname = current_user")
-  echo "$svc: connects as $got"
-  case "$got" in *" false") ;; *) echo "$svc: role must not be a superuser ($got)" >&2; exit 1 ;; esac
-  psql "$url" -v ON_ERROR_STOP=1 -qAt -c "CREATE TABLE helmrun_probe (id bigint); DROP TABLE helmrun_probe" >/dev/null
+  psql "${!url_var}" -v ON_ERROR_STOP=1 -qAt -c "CREATE TABLE helmrun_probe (id bigint); DROP TABLE helmrun_probe" >/dev/null
 done
 # A role cannot connect to another service's database.
 first_url_var="DB_URL_${SERVICES[0]//-/_}"

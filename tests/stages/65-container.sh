@@ -64,23 +64,13 @@ ensure_python_tools
 ensure_node_modules
 ensure_postgres
 build_release
-for binary in user-service billing-service order-service notification-service; do
-  [ -x "$BIN/$binary" ] || { echo "missing release binary $BIN/$binary" >&2; exit 1; }
-done
+require_service_binaries
 [ -f "$COLLECTION" ] || { echo "missing $COLLECTION" >&2; exit 1; }
 
 WORK=$(mktemp -d)
 DATABASES=()
 ROLES=()
 CONTAINERS=()
-pg() { psql -h 127.0.0.1 -p 5432 -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
-drop_databases_and_roles() {
-  local db role
-  for db in "${DATABASES[@]:-}"; do [ -n "$db" ] && drop_pg_database "$db"; done
-  for role in "${ROLES[@]:-}"; do
-    [ -n "$role" ] && pg -d postgres -c "DROP ROLE IF EXISTS \"$role\"" >/dev/null 2>&1 || true
-  done
-}
 remove_containers() {
   local name id
   for name in "${CONTAINERS[@]:-}"; do
@@ -178,15 +168,7 @@ podman image unmount "$IMAGE_TAG" >/dev/null
 IMAGE_MOUNTED=""
 
 # ---- databases and roles, by the chart's init script --------------------------------------
-log "databases and roles by the chart's init script: ${DATABASES[*]}"
-drop_databases_and_roles
-env -i PATH="$PATH" PGHOST=127.0.0.1 PGPORT=5432 "${INIT_ENV[@]}" bash "$WORK/init-databases.sh"
-for svc in "${SERVICES[@]}"; do
-  url_var="DB_URL_${svc//-/_}"
-  got=$(psql "${!url_var}" -v ON_ERROR_STOP=1 -qAt -c "SELECT current_user || ' ' || current_database() || ' ' || rolsuper::text FROM pg_roles WHERE rolname = current_user")
-  echo "  $svc: connects as $got"
-  case "$got" in *" false") ;; *) echo "$svc: role must not be a superuser ($got)" >&2; exit 1 ;; esac
-done
+init_databases_like_the_chart
 
 # ---- the four containers ------------------------------------------------------------------
 log "start the four containers from the rendered pod specs (host network, loopback only)"
