@@ -152,6 +152,30 @@ init_databases_like_the_chart() {
   done
 }
 
+# Every service whose plan.sh entry has a METRICS_URL_<service> answers Prometheus text there.
+check_metrics_endpoints() {
+  local svc metrics_var
+  for svc in "${SERVICES[@]}"; do
+    metrics_var="METRICS_URL_${svc//-/_}"
+    [ -n "${!metrics_var:-}" ] || continue
+    curl -fsS "${!metrics_var}" | grep -q '^# TYPE ' || { echo "$svc: ${!metrics_var} is not Prometheus text" >&2; exit 1; }
+    echo "  $svc metrics ${!metrics_var}: 200"
+  done
+}
+
+# Starts tests/helm/ingress_proxy.py from the rendered Ingress in $WORK, logging to $1;
+# sets BASE to its URL and waits until it routes.
+start_ingress_stand_in() {
+  local port
+  log "ingress stand-in for $INGRESS_HOST from the rendered Ingress"
+  port=$(free_port)
+  BASE="http://127.0.0.1:$port"
+  start_bg "$1" python tests/helm/ingress_proxy.py \
+    --ingress "$WORK/ingress.json" --upstreams "$WORK/upstreams.json" \
+    --host "$INGRESS_HOST" --listen "127.0.0.1:$port"
+  wait_for_http "$BASE/docs/users/openapi.json" 30
+}
+
 stage_scratch() {
   WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/$1-stage.XXXXXX")
   DATABASES=()

@@ -86,20 +86,10 @@ for svc in "${SERVICES[@]}"; do
     fi
     echo "  $svc ${probe%% *} $url: 200"
   done
-  metrics_var="METRICS_URL_${svc//-/_}"
-  if [ -n "${!metrics_var:-}" ]; then
-    curl -fsS "${!metrics_var}" | grep -q '^# TYPE ' || { echo "$svc: ${!metrics_var} is not Prometheus text" >&2; exit 1; }
-    echo "  $svc metrics ${!metrics_var}: 200"
-  fi
 done
+check_metrics_endpoints
 
-log "ingress stand-in for $INGRESS_HOST from the rendered Ingress"
-PROXY_PORT=$(free_port)
-BASE="http://127.0.0.1:$PROXY_PORT"
-start_bg "$ARTIFACTS/helm-run-ingress-proxy.log" python tests/helm/ingress_proxy.py \
-  --ingress "$WORK/ingress.json" --upstreams "$WORK/upstreams.json" \
-  --host "$INGRESS_HOST" --listen "127.0.0.1:$PROXY_PORT"
-wait_for_http "$BASE/docs/users/openapi.json" 30
+start_ingress_stand_in "$ARTIFACTS/helm-run-ingress-proxy.log"
 
 status() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 for docs in users billing orders notifications; do

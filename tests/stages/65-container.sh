@@ -276,21 +276,11 @@ for svc in "${SERVICES[@]}"; do
     wait_for_http "$url" 30 || { podman logs "ctr65-$svc-$$" 2>&1 | tail -n 40 >&2; exit 1; }
     echo "  $svc ${probe%% *} $url: 200"
   done
-  metrics_var="METRICS_URL_${svc//-/_}"
-  if [ -n "${!metrics_var:-}" ]; then
-    curl -fsS "${!metrics_var}" | grep -q '^# TYPE ' || { echo "$svc: ${!metrics_var} is not Prometheus text" >&2; exit 1; }
-    echo "  $svc metrics ${!metrics_var}: 200"
-  fi
 done
+check_metrics_endpoints
 
 # ---- through the Ingress stand-in -----------------------------------------------------------
-log "ingress stand-in for $INGRESS_HOST from the rendered Ingress"
-PROXY_PORT=$(free_port)
-BASE="http://127.0.0.1:$PROXY_PORT"
-start_bg "$ARTIFACTS/container-ingress-proxy.log" python tests/helm/ingress_proxy.py \
-  --ingress "$WORK/ingress.json" --upstreams "$WORK/upstreams.json" \
-  --host "$INGRESS_HOST" --listen "127.0.0.1:$PROXY_PORT"
-wait_for_http "$BASE/docs/users/openapi.json" 30
+start_ingress_stand_in "$ARTIFACTS/container-ingress-proxy.log"
 for docs in users billing orders notifications; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/docs/$docs/")
   [ "$code" = 200 ] || { echo "GET /docs/$docs/ through the ingress: $code, expected 200" >&2; exit 1; }
