@@ -170,7 +170,7 @@ start_ingress_stand_in() {
   log "ingress stand-in for $INGRESS_HOST from the rendered Ingress"
   port=$(free_port)
   BASE="http://127.0.0.1:$port"
-  start_bg "$1" python tests/helm/ingress_proxy.py \
+  start_bg "$1" python "$REPO_ROOT/tests/helm/ingress_proxy.py" \
     --ingress "$WORK/ingress.json" --upstreams "$WORK/upstreams.json" \
     --host "$INGRESS_HOST" --listen "127.0.0.1:$port"
   wait_for_http "$BASE/docs/users/openapi.json" 30

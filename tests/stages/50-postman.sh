@@ -4,16 +4,16 @@
 # Run 1, the local run: the all-in-one binary (SQLite under ./data of a fresh working directory);
 #        the collection runs twice in a row against it, proving it can be re-run on one deployment.
 # Run 2, the cluster topology: the four service binaries as separate processes, each with its own
-#        fresh PostgreSQL database, behind tests/postman/path_proxy.py, which routes the public
-#        prefixes like the Ingress does; the same collection, only baseUrl differs.
+#        fresh PostgreSQL database, behind tests/helm/ingress_proxy.py routing by the chart's own
+#        rendered Ingress (tests/helm/local_plan.py); the same collection, only baseUrl differs.
 # newman's output goes to tests/artifacts/postman-*.txt (and JUnit XML beside it).
 source "$(dirname "$0")/../lib.sh"
 
 ensure_node_modules
+ensure_python_tools
 build_release
 
 COLLECTION="$REPO_ROOT/tests/postman/order-flow.postman_collection.json"
-PROXY="$REPO_ROOT/tests/postman/path_proxy.py"
 stage_scratch postman
 DB_PREFIX="postman_$$"
 
@@ -97,22 +97,22 @@ start_service order \
   BILLING_SERVICE_URL="${URLS[billing]}" \
   NOTIFICATION_SERVICE_URL="${URLS[notification]}"
 
-proxy_port=$(free_port)
-start_bg "$ARTIFACTS/postman-path-proxy.log" \
-  python3 "$PROXY" --listen "127.0.0.1:$proxy_port" \
-  --user "${URLS[user]}" --billing "${URLS[billing]}" \
-  --order "${URLS[order]}" --notification "${URLS[notification]}"
-# The proxy has no health route of its own (neither has the Ingress): any answer means it is up.
-wait_ready "http://127.0.0.1:$proxy_port/" "${STARTED_PIDS[-1]}" "$ARTIFACTS/postman-path-proxy.log" any
+WORK="$WORKDIR/plan"
+mkdir -p "$WORK"
+INGRESS_HOST=arch.homework
+python "$REPO_ROOT/tests/helm/local_plan.py" --work "$WORK" --port "user-service=${PORTS[user]}" \
+  --port "billing-service=${PORTS[billing]}" --port "order-service=${PORTS[order]}" \
+  --port "notification-service=${PORTS[notification]}" >/dev/null
+start_ingress_stand_in "$ARTIFACTS/postman-ingress-proxy.log"
 # Like the Ingress, the proxy must not expose the internal API (the collection must not need it).
 code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
-  -d '{"user_id": 1}' "http://127.0.0.1:$proxy_port/internal/billing/accounts")
+  -d '{"user_id": 1}' "$BASE/internal/billing/accounts")
 if [ "$code" != 404 ]; then
-  echo "path_proxy.py answered $code for /internal/billing/accounts; expected 404" >&2
+  echo "the ingress stand-in answered $code for /internal/billing/accounts; expected 404" >&2
   exit 1
 fi
 
-run_newman services "http://127.0.0.1:$proxy_port" || failures+=("four services behind the proxy")
+run_newman services "$BASE" || failures+=("four services behind the proxy")
 stop_started
 
 if [ ${#failures[@]} -gt 0 ]; then
