@@ -4,7 +4,7 @@
 use std::process::Command;
 
 fn start_with(vars: &[(&str, &str)]) -> (i32, String) {
-    let dir = std::env::temp_dir().join(format!("order-system-startup-{:x}", fastrand_u64()));
+    let dir = std::env::temp_dir().join(testkit::unique("order-system-startup-"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-system"));
     cmd.current_dir(&dir).env("BIND_ADDR", "127.0.0.1:0");
@@ -16,41 +16,39 @@ fn start_with(vars: &[(&str, &str)]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-fn fastrand_u64() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-}
-
 fn error_line(stderr: &str) -> &str {
     stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line in:\n{stderr}"))
 }
 
-#[test]
-fn an_unknown_database_scheme_is_named() {
-    let (code, stderr) = start_with(&[("BILLING_DATABASE_URL", "mysql://root@localhost/billing")]);
+/// Starts the binary with one bad variable; it must exit 1 with an error
+/// line naming that variable. Returns the line.
+fn refused_naming(name: &str, value: &str) -> String {
+    let (code, stderr) = start_with(&[(name, value)]);
     assert_eq!(code, 1, "{stderr}");
     let line = error_line(&stderr);
-    assert!(line.contains("BILLING_DATABASE_URL") && line.contains("unknown scheme 'mysql'"), "{line}");
+    assert!(line.contains(name), "{stderr}");
+    line.to_owned()
+}
+
+#[test]
+fn an_unknown_database_scheme_is_named() {
+    let line = refused_naming("BILLING_DATABASE_URL", "mysql://root@localhost/billing");
+    assert!(line.contains("unknown scheme 'mysql'"), "{line}");
 }
 
 #[test]
 fn a_bad_bind_address_is_named() {
-    let (code, stderr) = start_with(&[("BIND_ADDR", "localhost:http")]);
-    assert_eq!(code, 1, "{stderr}");
-    assert!(error_line(&stderr).contains("BIND_ADDR"), "{stderr}");
+    refused_naming("BIND_ADDR", "localhost:http");
 }
 
 #[test]
 fn a_bad_peer_url_is_named() {
-    let (code, stderr) = start_with(&[("BILLING_SERVICE_URL", "billing:8080")]);
-    assert_eq!(code, 1, "{stderr}");
-    assert!(error_line(&stderr).contains("BILLING_SERVICE_URL"), "{stderr}");
+    refused_naming("BILLING_SERVICE_URL", "billing:8080");
 }
 
 #[test]
 fn a_bad_duration_is_named() {
-    let (code, stderr) = start_with(&[("ORDER_BUDGET_MS", "0")]);
-    assert_eq!(code, 1, "{stderr}");
-    assert!(error_line(&stderr).contains("ORDER_BUDGET_MS"), "{stderr}");
+    refused_naming("ORDER_BUDGET_MS", "0");
 }
 
 #[test]
