@@ -115,6 +115,33 @@ start_bg() {
 
 # A stage's scratch space: WORKDIR (a fresh temp dir) and DATABASES (names the
 # stage appends to), both removed on exit with everything start_bg started.
+# What stages 61 and 65 need before they run the chart's plan: the tools, PostgreSQL,
+# the release binaries and the Postman collection ($COLLECTION); then a fresh WORK and the
+# empty DATABASES and ROLES that drop_databases_and_roles reads.
+prepare_chart_run() {
+  ensure_python_tools
+  ensure_node_modules
+  ensure_postgres
+  build_release
+  require_service_binaries
+  [ -f "$COLLECTION" ] || { echo "missing $COLLECTION" >&2; exit 1; }
+  WORK=$(mktemp -d)
+  DATABASES=()
+  ROLES=()
+}
+
+# plan_from_chart [local_plan.py options]: renders the chart into $WORK with a free loopback
+# port per service and the local PostgreSQL, and sources the plan (plan.sh).
+plan_from_chart() {
+  local svc port_args=()
+  for svc in user-service billing-service order-service notification-service; do
+    port_args+=(--port "$svc=$(free_port)")
+  done
+  python "$REPO_ROOT/tests/helm/local_plan.py" --work "$WORK" "${port_args[@]}" --pg-host 127.0.0.1 --pg-port 5432 "$@"
+  # shellcheck source=/dev/null
+  source "$WORK/plan.sh"
+}
+
 # The four service binaries must have been built by build_release.
 require_service_binaries() {
   local binary

@@ -17,16 +17,7 @@ cd "$REPO_ROOT"
 COLLECTION="$REPO_ROOT/tests/postman/order-flow.postman_collection.json"
 INGRESS_HOST=arch.homework
 
-ensure_python_tools
-ensure_node_modules
-ensure_postgres
-build_release
-require_service_binaries
-[ -f "$COLLECTION" ] || { echo "missing $COLLECTION" >&2; exit 1; }
-
-WORK=$(mktemp -d)
-DATABASES=()
-ROLES=()
+prepare_chart_run
 cleanup() {
   local rc=$?
   stop_started
@@ -37,13 +28,7 @@ cleanup() {
 trap cleanup EXIT
 
 log "plan from the rendered chart"
-port_args=()
-for svc in user-service billing-service order-service notification-service; do
-  port_args+=(--port "$svc=$(free_port)")
-done
-python tests/helm/local_plan.py --work "$WORK" "${port_args[@]}" --pg-host 127.0.0.1 --pg-port 5432
-# shellcheck source=/dev/null
-source "$WORK/plan.sh"
+plan_from_chart
 cp "$WORK/rendered.yaml" "$ARTIFACTS/helm-run-rendered.yaml"
 
 init_databases_like_the_chart

@@ -60,16 +60,7 @@ fi
 command -v readelf >/dev/null 2>&1 || ensure_debs binutils
 podman_info_err=$(podman info 2>&1 >/dev/null) || skip "podman info fails: $podman_info_err"
 
-ensure_python_tools
-ensure_node_modules
-ensure_postgres
-build_release
-require_service_binaries
-[ -f "$COLLECTION" ] || { echo "missing $COLLECTION" >&2; exit 1; }
-
-WORK=$(mktemp -d)
-DATABASES=()
-ROLES=()
+prepare_chart_run
 CONTAINERS=()
 remove_containers() {
   local name id
@@ -114,13 +105,7 @@ fi
 
 # ---- the chart, rendered: addresses, databases, and the podman flags of each pod --------
 log "plan from the chart rendered for namespace arch"
-port_args=()
-for svc in user-service billing-service order-service notification-service; do
-  port_args+=(--port "$svc=$(free_port)")
-done
-python tests/helm/local_plan.py --work "$WORK" "${port_args[@]}" --pg-host 127.0.0.1 --pg-port 5432 --db-prefix ctrrun_
-# shellcheck source=/dev/null
-source "$WORK/plan.sh"
+plan_from_chart --db-prefix ctrrun_
 python tests/container/podman_plan.py --rendered "$WORK/rendered.yaml" >"$WORK/podman.sh"
 # shellcheck source=/dev/null
 source "$WORK/podman.sh"
