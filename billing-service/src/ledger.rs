@@ -117,20 +117,15 @@ struct RecallRow {
 
 impl RecallRow {
     fn into_recall(self, user_id: i64, reference: &str) -> Recall {
-        let entry = (|| {
-            Some(Entry {
-                id: self.entry_id?,
-                user_id,
-                kind: self.entry_kind?,
-                amount: self.entry_amount?,
-                balance_after: self.entry_balance_after?,
-                reference: Some(reference.to_owned()),
-                created_at: self.entry_created_at?,
-            })
-        })();
-        match (entry, self.declined_amount, self.declined_balance) {
-            (Some(entry), _, _) => Recall::Earlier(EarlierAnswer::Moved(entry)),
-            (None, Some(amount), Some(balance)) => Recall::Earlier(EarlierAnswer::Declined { amount, balance }),
+        let entry =
+            (self.entry_id, self.entry_kind, self.entry_amount, self.entry_balance_after, self.entry_created_at);
+        if let (Some(id), Some(kind), Some(amount), Some(balance_after), Some(created_at)) = entry {
+            let reference = Some(reference.to_owned());
+            let entry = Entry { id, user_id, kind, amount, balance_after, reference, created_at };
+            return Recall::Earlier(EarlierAnswer::Moved(entry));
+        }
+        match (self.declined_amount, self.declined_balance) {
+            (Some(amount), Some(balance)) => Recall::Earlier(EarlierAnswer::Declined { amount, balance }),
             _ => Recall::Fresh,
         }
     }
