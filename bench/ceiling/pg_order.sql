@@ -17,16 +17,16 @@ INSERT INTO orders (user_id, price, status, lease_until, created_at, updated_at)
   RETURNING id AS oid, user_id, price, status, failure_reason, notified_at, created_at, updated_at \gset
 
 -- billing-service, POST /internal/billing/accounts/{id}/withdraw: one
--- transaction: lock the account row while reading the reference's earlier
--- answer (one statement), the conditional UPDATE, then the ledger row (or
--- the declined row)
+-- transaction: lock the account row, then read the reference's earlier
+-- answer (a statement of its own, so it sees what the lock's previous holder
+-- committed), the conditional UPDATE, then the ledger row (or the declined row)
 BEGIN;
+SELECT 1 FROM accounts WHERE user_id = :uid::bigint FOR UPDATE;
 SELECT e.id, e.kind, e.amount, e.balance_after, e.created_at, d.amount, d.balance
   FROM accounts a
   LEFT JOIN ledger_entries e ON e.user_id = a.user_id AND e.reference = 'order-' || :oid::bigint
   LEFT JOIN declined_withdrawals d ON d.user_id = a.user_id AND d.reference = 'order-' || :oid::bigint
- WHERE a.user_id = :uid::bigint
-   FOR UPDATE OF a;
+ WHERE a.user_id = :uid::bigint;
 WITH moved AS (
   UPDATE accounts SET balance = balance - :price::bigint, updated_at = now()
    WHERE user_id = :uid::bigint AND balance >= :price::bigint RETURNING balance)

@@ -62,8 +62,8 @@ pub trait Ledger {
     /// Newest first.
     fn entries(&mut self, user_id: i64) -> QueryResult<Vec<Entry>>;
     fn apply(&mut self, movement: &Movement, now: NaiveDateTime) -> Result<Receipt, BillingError>;
-    /// Locks the account (inside a write transaction) and tells what an
-    /// earlier request with this reference was answered, in one round trip.
+    /// Locks the account (inside a write transaction), then tells what an
+    /// earlier request with this reference was answered.
     fn recall(&mut self, user_id: i64, reference: &str) -> QueryResult<Recall>;
 }
 
@@ -75,12 +75,23 @@ pub enum Recall {
 }
 
 /// The account row joined with whatever a reference left behind: its ledger
-/// entry, or its declined withdrawal. The lock is on the account row only
-/// (PostgreSQL refuses to lock the nullable side of an outer join), which is
-/// what makes movements on one account, and decisions on one reference,
-/// take turns. On SQLite `BEGIN IMMEDIATE` has already serialised writers.
+/// entry, or its declined withdrawal.
+///
+/// On PostgreSQL this read runs only after the account row is locked, as a
+/// statement of its own. Under READ COMMITTED each statement reads a fresh
+/// snapshot, and every outcome of a reference is written while that lock is
+/// held, so a request that waited for the lock sees what its predecessor
+/// committed. Reading in the locking statement itself (`FOR UPDATE OF a`)
+/// does not: after the wait PostgreSQL re-reads the locked account row but
+/// not the joined rows, so the second request with a reference saw no
+/// earlier answer, found the balance already reduced and declined — a
+/// withdrawal and a decline under one reference. The extra statement costs
+/// one round trip; a constraint across the two outcome tables would need a
+/// third table (a statement too), and SERIALIZABLE would turn the wait into
+/// failures to retry. On SQLite `BEGIN IMMEDIATE` has already serialised
+/// writers, so there is nothing to lock.
 macro_rules! recall_sql {
-    ($user:literal, $reference:literal, $lock:literal) => {
+    ($user:literal, $reference:literal) => {
         concat!(
             "SELECT e.id AS entry_id, e.kind AS entry_kind, e.amount AS entry_amount, ",
             "e.balance_after AS entry_balance_after, e.created_at AS entry_created_at, ",
@@ -91,8 +102,7 @@ macro_rules! recall_sql {
             " LEFT JOIN declined_withdrawals d ON d.user_id = a.user_id AND d.reference = ",
             $reference,
             " WHERE a.user_id = ",
-            $user,
-            $lock
+            $user
         )
     };
 }
@@ -168,7 +178,7 @@ impl Outcome {
 }
 
 macro_rules! ledger {
-    ($conn:ty, $recall_sql:expr) => {
+    ($conn:ty, $lock_sql:expr, $recall_sql:expr) => {
         impl Ledger for $conn {
             fn open_account(&mut self, user_id: i64, now: NaiveDateTime) -> QueryResult<(Account, bool)> {
                 let created = diesel::insert_into(accounts::table)
@@ -264,6 +274,13 @@ macro_rules! ledger {
             }
 
             fn recall(&mut self, user_id: i64, reference: &str) -> QueryResult<Recall> {
+                let lock: Option<&str> = $lock_sql;
+                if let Some(lock) = lock {
+                    let locked = diesel::sql_query(lock).bind::<BigInt, _>(user_id).prepared().execute(self)?;
+                    if locked == 0 {
+                        return Ok(Recall::NoAccount);
+                    }
+                }
                 let row = diesel::sql_query($recall_sql)
                     .bind::<BigInt, _>(user_id)
                     .bind::<Text, _>(reference)
@@ -276,5 +293,5 @@ macro_rules! ledger {
     };
 }
 
-ledger!(diesel::PgConnection, recall_sql!("$1", "$2", " FOR UPDATE OF a"));
-ledger!(diesel::SqliteConnection, recall_sql!("?1", "?2", ""));
+ledger!(diesel::PgConnection, Some("SELECT 1 FROM accounts WHERE user_id = $1 FOR UPDATE"), recall_sql!("$1", "$2"));
+ledger!(diesel::SqliteConnection, None, recall_sql!("?1", "?2"));

@@ -230,6 +230,33 @@ async fn concurrent_repeats_of_one_reference_move_money_once(backend: Backend) {
     assert_eq!(balance(&api, 1).await, 990);
 }
 
+/// Two requests with one reference against a balance that covers one of
+/// them: the second waits for the first's lock and must then find the first
+/// one's withdrawal, not decline against the balance it left. Both get the
+/// same 200; no declined row is stored beside the withdrawal.
+async fn a_reference_racing_itself_gets_one_answer(backend: Backend) {
+    let (api, db) = spawn(backend).await;
+    const PAIRS: i64 = 100;
+    for user in 1..=PAIRS {
+        open(&api, user).await;
+        deposit(&api, user, 30).await;
+    }
+    // One pair at a time, so that the two meet at an idle server.
+    let mut answers = Vec::new();
+    for user in 1..=PAIRS {
+        let path = format!("/internal/billing/accounts/{user}/withdraw");
+        let body = json!({ "amount": 30, "reference": format!("order-{user}") });
+        let (a, b) = futures_util::future::join(api.post(&path, body.clone()), api.post(&path, body)).await;
+        answers.push((user, a.status, b.status, a.body["transaction_id"].clone(), b.body["transaction_id"].clone()));
+    }
+    let split: Vec<_> = answers.iter().filter(|(_, a, b, ta, tb)| *a != 200 || *b != 200 || ta != tb).collect();
+    assert!(split.is_empty(), "{} of {PAIRS} pairs got two answers for one reference: {split:?}", split.len());
+    for user in 1..=PAIRS {
+        assert_eq!(balance(&api, user).await, 0);
+    }
+    assert_eq!(testkit::count_rows(&db, "declined_withdrawals"), 0, "a declined row beside a withdrawal");
+}
+
 on_both_backends!(
     opening_an_account_is_idempotent,
     deposits_and_withdrawals_move_money_and_write_the_ledger,
@@ -242,6 +269,7 @@ on_both_backends!(
     a_deposit_that_would_overflow_is_refused,
     concurrent_withdrawals_never_overdraw,
     concurrent_repeats_of_one_reference_move_money_once,
+    a_reference_racing_itself_gets_one_answer,
 );
 
 /// Replicas starting together on one PostgreSQL database take turns at the

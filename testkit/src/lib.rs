@@ -123,6 +123,25 @@ pub fn execute_sql(db: &TestDb, sql: &str) {
     }
 }
 
+/// `SELECT COUNT(*) FROM {from}` on a test database; `from` may carry a
+/// `WHERE` clause.
+pub fn count_rows(db: &TestDb, from: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let query = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {from}"));
+    let count: Count = match db.database_url() {
+        DatabaseUrl::Postgres(url) => query.get_result(&mut PgConnection::establish(&url).expect("connect")),
+        DatabaseUrl::Sqlite(path) => {
+            query.get_result(&mut diesel::SqliteConnection::establish(&path.to_string_lossy()).expect("connect"))
+        }
+    }
+    .expect("count runs");
+    count.n
+}
+
 /// A listener on a free loopback port and its base URL.
 pub fn listener() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
