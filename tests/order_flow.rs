@@ -112,6 +112,9 @@ async fn bad_orders_are_refused_and_store_nothing(backend: Backend) {
         format!(r#"{{"user_id": {user}}}"#),
         r#"{"price": 10}"#.to_owned(),
         "not json".to_owned(),
+        format!("[{user}, 100]"),
+        format!("{user}"),
+        "null".to_owned(),
     ] {
         orders.post_raw("/orders", json_ct, body).await.assert_problem(400);
     }

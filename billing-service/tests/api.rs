@@ -110,6 +110,10 @@ async fn order_references_are_reserved_for_the_internal_route(backend: Backend) 
         api.post("/internal/billing/accounts/1/withdraw", json!({ "amount": 10, "reference": "order-5" })).await;
     assert_eq!(replay.body, internal.body);
     assert_eq!(balance(&api, 1).await, 990);
+    let array = api.post("/internal/billing/accounts/1/withdraw", json!([10, "order-6"])).await;
+    array.assert_problem(400);
+    api.post("/internal/billing/accounts", json!([2])).await.assert_problem(400);
+    api.get("/billing/accounts/2").await.assert_problem(404);
     // The internal route requires a reference.
     api.post("/internal/billing/accounts/1/withdraw", json!({ "amount": 10 })).await.assert_problem(400);
 }
@@ -146,6 +150,11 @@ async fn bad_input_is_a_problem_and_writes_nothing(backend: Backend) {
     for (body, status) in [
         ("{", 400),
         ("[]", 400),
+        ("[10]", 400),
+        (r#"[10, "gift-1"]"#, 400),
+        ("10", 400),
+        ("null", 400),
+        (r#""x""#, 400),
         (r#"{"amount": "10"}"#, 400),
         (r#"{"amount": 1.5}"#, 400),
         (r#"{"amount": 1e3}"#, 400),

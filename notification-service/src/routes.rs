@@ -3,6 +3,7 @@
 use actix_web::web::{self, Json, Query};
 use actix_web::HttpResponse;
 use serde::{Deserialize, Serialize};
+use service_kit::body::JsonObject;
 use service_kit::ids::UserIdQuery;
 use service_kit::problem::BodyRefusals;
 use service_kit::{db, time, with_backend, Problem};
@@ -176,7 +177,7 @@ pub async fn list(
         BodyRefusals,
     )
 )]
-pub async fn send(service: web::Data<Notifications>, body: Json<LetterRequest>) -> Result<HttpResponse, Problem> {
+pub async fn send(service: web::Data<Notifications>, body: JsonObject<LetterRequest>) -> Result<HttpResponse, Problem> {
     let letter = body.into_inner().into_letter()?;
     let (stored, is_new) = db::run(&service.pool, move |conn| {
         with_backend!(conn, c => c.deliver(&letter)).map_err(db::StorageError::from)

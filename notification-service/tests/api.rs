@@ -68,6 +68,11 @@ async fn bad_input_is_a_problem_and_writes_nothing(backend: Backend) {
         .await
         .assert_problem(415);
     api.post_raw("/internal/notifications", Some("application/json"), "{\"user_id\":").await.assert_problem(400);
+    let fields: Vec<serde_json::Value> = ["user_id", "order_id", "kind", "email", "subject", "body"]
+        .iter()
+        .map(|f| letter(3, "order_paid")[f].clone())
+        .collect();
+    api.post("/internal/notifications", json!(fields)).await.assert_problem(400);
     assert_eq!(api.get("/notifications?user_id=3").await.body, json!([]));
 }
 

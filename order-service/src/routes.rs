@@ -3,6 +3,7 @@
 use actix_web::web::{self, Json, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use service_kit::body::JsonObject;
 use service_kit::idempotency::IdempotencyKey;
 use service_kit::ids::{Id, UserIdQuery};
 use service_kit::money::Amount;
@@ -116,7 +117,7 @@ pub struct NewOrderRequest {
 pub async fn create_order(
     saga: web::Data<OrderSaga>,
     req: HttpRequest,
-    body: Json<NewOrderRequest>,
+    body: JsonObject<NewOrderRequest>,
 ) -> Result<HttpResponse, OrderError> {
     let key = IdempotencyKey::from_request(&req)?;
     let request = body.into_inner();

@@ -560,6 +560,11 @@ mod tests {
         let before = checkpoint_threads();
         let pool = connect(&url, None, &NONE).expect("sqlite pool");
         assert_eq!(pool.max_size(), 1, "SQLite's default pool");
+        // A thread takes its name when it first runs: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while checkpoint_threads() < before + 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(checkpoint_threads(), before + 1);
         let mut conn = pool.get().unwrap();
         conn.batch_execute("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2);").unwrap();

@@ -3,6 +3,7 @@
 use actix_web::web::{self, Json, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use service_kit::body::JsonObject;
 use service_kit::idempotency::IdempotencyKey;
 use service_kit::ids::Id;
 use service_kit::problem::BodyRefusals;
@@ -120,7 +121,7 @@ impl NewUserRequest {
 pub async fn create_user(
     users: web::Data<Users>,
     req: HttpRequest,
-    body: Json<NewUserRequest>,
+    body: JsonObject<NewUserRequest>,
 ) -> Result<HttpResponse, UserError> {
     let key = IdempotencyKey::from_request(&req)?;
     let request = body.into_inner();

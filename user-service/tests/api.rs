@@ -88,6 +88,14 @@ async fn invalid_users_are_refused(backend: Backend) {
     s.users.post("/users", json!({ "email": "a@b.co" })).await.assert_problem(400);
     s.users.post("/users", json!({ "username": 5, "email": "a@b.co" })).await.assert_problem(400);
     s.users.post_raw("/users", Some("text/plain"), new_user().to_string()).await.assert_problem(415);
+    // A JSON value that is not an object is not a user, even when its
+    // elements line up with the fields.
+    let name = unique("arr_");
+    for body in [json!([name, format!("{name}@example.com")]), json!("ann"), json!(5), json!(null), json!([])] {
+        s.users.post("/users", body).await.assert_problem(400);
+    }
+    let taken = s.users.post("/users", json!({ "username": name, "email": format!("{name}@example.com") })).await;
+    assert_eq!(taken.status, 201, "nothing was stored for the array: {}", taken.text);
     s.users.get("/users/abc").await.assert_problem(400);
     s.users.get("/users/0").await.assert_problem(400);
     s.users.get("/users/12345").await.assert_problem(404);

@@ -2,6 +2,7 @@
 
 use actix_web::web::{self, Json, Path};
 use serde::Deserialize;
+use service_kit::body::JsonObject;
 use service_kit::ids::Id;
 use service_kit::money::Amount;
 use service_kit::problem::BodyRefusals;
@@ -88,7 +89,7 @@ pub async fn get_account(billing: web::Data<Billing>, user_id: Path<Id>) -> Resu
 pub async fn deposit(
     billing: web::Data<Billing>,
     user_id: Path<Id>,
-    body: Json<MoneyRequest>,
+    body: JsonObject<MoneyRequest>,
 ) -> Result<Json<ReceiptBody>, BillingError> {
     let movement = body.into_inner().into_movement(user_id.into_inner(), EntryKind::Deposit, Caller::Public)?;
     Ok(Json(billing.apply(movement).await?.into()))
@@ -113,7 +114,7 @@ pub async fn deposit(
 pub async fn withdraw(
     billing: web::Data<Billing>,
     user_id: Path<Id>,
-    body: Json<MoneyRequest>,
+    body: JsonObject<MoneyRequest>,
 ) -> Result<Json<ReceiptBody>, BillingError> {
     let movement = body.into_inner().into_movement(user_id.into_inner(), EntryKind::Withdrawal, Caller::Public)?;
     Ok(Json(billing.apply(movement).await?.into()))

@@ -4,6 +4,7 @@
 use actix_web::web::{self, Json, Path};
 use actix_web::HttpResponse;
 use serde::Deserialize;
+use service_kit::body::JsonObject;
 use service_kit::ids::Id;
 use service_kit::problem::BodyRefusals;
 use service_kit::Problem;
@@ -58,7 +59,7 @@ pub struct OrderPaymentRequest {
 )]
 pub async fn open_account(
     billing: web::Data<Billing>,
-    body: Json<OpenAccountRequest>,
+    body: JsonObject<OpenAccountRequest>,
 ) -> Result<HttpResponse, BillingError> {
     let user_id = Id::try_from(body.user_id).map_err(BillingError::Invalid)?;
     let (account, created) = billing.open_account(user_id.get()).await?;
@@ -87,7 +88,7 @@ pub async fn open_account(
 pub async fn pay_order(
     billing: web::Data<Billing>,
     user_id: Path<Id>,
-    body: Json<OrderPaymentRequest>,
+    body: JsonObject<OrderPaymentRequest>,
 ) -> Result<Json<ReceiptBody>, BillingError> {
     let body = body.into_inner();
     let request = MoneyRequest { amount: body.amount, reference: Some(body.reference) };
