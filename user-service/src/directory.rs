@@ -29,6 +29,28 @@ pub enum Taken {
     Email,
 }
 
+impl Taken {
+    /// The field whose unique index a failed INSERT ran into, when that is
+    /// the failure: the check before the INSERT cannot see a request that
+    /// is inserting the same name or e-mail at the same moment (PostgreSQL,
+    /// READ COMMITTED), so the index has the last word. PostgreSQL names the
+    /// constraint (`users_email_key_key`), SQLite the column
+    /// (`UNIQUE constraint failed: users.email_key`).
+    pub fn from_violation(e: &diesel::result::Error) -> Option<Taken> {
+        let diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info) = e else {
+            return None;
+        };
+        let names = [info.constraint_name().unwrap_or_default(), info.message()];
+        if names.iter().any(|n| n.contains("username_key")) {
+            Some(Taken::Username)
+        } else if names.iter().any(|n| n.contains("email_key")) {
+            Some(Taken::Email)
+        } else {
+            None
+        }
+    }
+}
+
 pub trait Directory {
     fn taken(&mut self, user: &NewUser) -> QueryResult<Option<Taken>>;
     fn insert_pending(&mut self, user: &NewUser, now: NaiveDateTime) -> QueryResult<User>;

@@ -23,9 +23,9 @@ pub enum UserError {
 
 impl From<diesel::result::Error> for UserError {
     fn from(e: diesel::result::Error) -> Self {
-        if service_kit::db::is_unique_violation(&e) {
+        if let Some(taken) = Taken::from_violation(&e) {
             // Lost a race with another request for the same name or e-mail.
-            return UserError::Taken(Taken::Username);
+            return UserError::Taken(taken);
         }
         UserError::Storage(StorageError::Query(e))
     }

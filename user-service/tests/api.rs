@@ -70,6 +70,32 @@ async fn duplicates_are_refused_case_insensitively(backend: Backend) {
     assert_eq!(s.users.post("/users", same_email).await.assert_problem(409), "email-taken");
 }
 
+/// Many sign-ups for one e-mail under different usernames at once (and for
+/// one username under different e-mails): one wins, and every loser is told
+/// the field it lost on, never the other one.
+async fn racing_sign_ups_are_told_which_field_is_taken(backend: Backend) {
+    let s = spawn(backend).await;
+    for round in 0..10 {
+        let shared = unique("race_");
+        let attempts = (0..8).map(|_| {
+            let own = unique("racer_");
+            let body = if round % 2 == 0 {
+                json!({ "username": own, "email": format!("{shared}@example.com") })
+            } else {
+                json!({ "username": shared, "email": format!("{own}@example.com") })
+            };
+            let users = s.users.clone();
+            async move { users.post("/users", body).await }
+        });
+        let answers = futures_util::future::join_all(attempts).await;
+        assert_eq!(answers.iter().filter(|r| r.status == 201).count(), 1, "one wins");
+        let expected = if round % 2 == 0 { "email-taken" } else { "username-taken" };
+        for r in answers.iter().filter(|r| r.status != 201) {
+            assert_eq!(r.assert_problem(409), expected, "{}", r.text);
+        }
+    }
+}
+
 async fn invalid_users_are_refused(backend: Backend) {
     let s = spawn(backend).await;
     for (field, value) in [
@@ -141,6 +167,7 @@ async fn no_user_is_left_when_billing_is_unreachable(backend: Backend) {
 }
 
 on_both_backends!(
+    racing_sign_ups_are_told_which_field_is_taken,
     creating_a_user_opens_the_billing_account,
     duplicates_are_refused_case_insensitively,
     invalid_users_are_refused,
