@@ -1,6 +1,9 @@
 use actix_web::http::StatusCode;
 use service_kit::db::StorageError;
+use service_kit::idempotency::KeyRefusal;
 use service_kit::Problem;
+
+use crate::peers::PeerError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -10,8 +13,10 @@ pub enum OrderError {
     UnknownUser(i64),
     #[error("order {0} not found")]
     NotFound(i64),
-    #[error("the order cannot be placed right now: {0}")]
-    Unavailable(String),
+    #[error("the order cannot be placed right now")]
+    Unavailable(#[source] PeerError),
+    #[error(transparent)]
+    Key(#[from] KeyRefusal),
     #[error(transparent)]
     Problem(#[from] Problem),
     #[error(transparent)]
@@ -35,7 +40,8 @@ impl From<&OrderError> for Problem {
             OrderError::NotFound(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "order-not-found", "Order not found", detail)
             }
-            OrderError::Unavailable(_) => Problem::unavailable(detail),
+            OrderError::Unavailable(cause) => Problem::unavailable(format!("{detail}: {cause}")),
+            OrderError::Key(refusal) => Problem::from(refusal),
             OrderError::Problem(p) => p.clone(),
             OrderError::Storage(s) => Problem::from(s),
         }

@@ -24,11 +24,18 @@ use crate::saga::OrderSaga;
 
 pub const NAME: &str = "order-service";
 
-pub static MIGRATIONS: Migrations = Migrations(&[SqlMigration {
-    name: "2026-11-25-000001_create_orders",
-    up: include_str!("../migrations/2026-11-25-000001_create_orders/up.sql"),
-    down: include_str!("../migrations/2026-11-25-000001_create_orders/down.sql"),
-}]);
+pub static MIGRATIONS: Migrations = Migrations(&[
+    SqlMigration {
+        name: "2026-11-25-000001_create_orders",
+        up: include_str!("../migrations/2026-11-25-000001_create_orders/up.sql"),
+        down: include_str!("../migrations/2026-11-25-000001_create_orders/down.sql"),
+    },
+    SqlMigration {
+        name: "2026-12-02-000001_saga_states_and_leases",
+        up: include_str!("../migrations/2026-12-02-000001_saga_states_and_leases/up.sql"),
+        down: include_str!("../migrations/2026-12-02-000001_saga_states_and_leases/down.sql"),
+    },
+]);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -99,6 +106,8 @@ pub fn service(settings: &Settings, client: reqwest::Client) -> Result<Service, 
         budget: settings.budget,
         // Past the request's budget, with room for its last writes.
         lease: settings.budget + Duration::from_secs(5),
+        recovery_interval: settings.recovery_interval,
+        answer_for: routes::answer_for,
     };
     let recovery = recovery_loop(saga.clone(), settings.recovery_interval);
     let saga = web::Data::new(saga);

@@ -10,7 +10,7 @@ use serde_json::json;
 use service_kit::money::MajorUnits;
 use service_kit::peer::{self, Answer, CallError, Peer, RetryPolicy};
 
-use crate::book::{Decision, Order, PAID};
+use crate::book::{Decision, FailureReason, Order, OrderStatus};
 use crate::metrics;
 
 /// When the work on behalf of one request must be over.
@@ -87,7 +87,8 @@ impl Peers {
 
     /// Pays for the order with reference `order-{id}`: however often this
     /// runs, billing moves the money at most once and always gives the
-    /// same answer.
+    /// same answer. A refusal other than insufficient funds (no account,
+    /// the reference used otherwise) is `PeerError::Refused`: final.
     pub async fn pay(&self, order: &Order, deadline: Deadline) -> Result<Decision, PeerError> {
         let path = format!("/internal/billing/accounts/{}/withdraw", order.user_id);
         let body = json!({ "amount": order.price, "reference": format!("order-{}", order.id) });
@@ -95,15 +96,20 @@ impl Peers {
             call::<Receipt>(&self.billing, deadline, || self.billing.request(Method::POST, &path).json(&body)).await?;
         match answer {
             Answer::Success(..) => Ok(Decision::Paid),
-            Answer::Refused(p) if p.slug() == "insufficient-funds" => Ok(Decision::Rejected),
+            Answer::Refused(p) if p.slug() == "insufficient-funds" => {
+                Ok(Decision::Rejected(FailureReason::InsufficientFunds))
+            }
             Answer::Refused(problem) => Err(PeerError::Refused { peer: self.billing.name, problem }),
         }
     }
 
     /// Posts the letter for the order's decision; stored once per
-    /// `(order_id, kind)` however often this runs.
+    /// `(order_id, kind)` however often this runs. A refusal (the letter
+    /// is invalid) is `PeerError::Refused`: final.
     pub async fn notify(&self, order: &Order, email: &str, deadline: Deadline) -> Result<(), PeerError> {
-        let letter = letter_for(order, email);
+        let Some(letter) = letter_for(order, email) else {
+            return Ok(());
+        };
         let answer = call::<Stored>(&self.notifications, deadline, || {
             self.notifications.request(Method::POST, "/internal/notifications").json(&letter)
         })
@@ -115,41 +121,50 @@ impl Peers {
     }
 }
 
-fn letter_for<'a>(order: &Order, email: &'a str) -> Letter<'a> {
+/// The letter that tells the user how the order ended; none while it has
+/// not ended.
+fn letter_for<'a>(order: &Order, email: &'a str) -> Option<Letter<'a>> {
     let price = MajorUnits(order.price);
     let id = order.id;
-    let (kind, subject, body) = if order.status == PAID {
-        (
+    let (kind, subject, body) = match (order.status, order.failure_reason) {
+        (OrderStatus::Paid, _) => (
             "order_paid",
             format!("Order #{id} is paid"),
             format!("Your order #{id} for {price} is paid. Thank you for your purchase!"),
-        )
-    } else {
-        (
+        ),
+        (OrderStatus::Rejected, Some(FailureReason::PaymentRefused)) => (
+            "order_rejected",
+            format!("Order #{id} was rejected"),
+            format!("Your order #{id} for {price} was rejected: the payment could not be made. Nothing was charged."),
+        ),
+        (OrderStatus::Rejected, _) => (
             "order_rejected",
             format!("Order #{id} was rejected"),
             format!(
                 "Your order #{id} for {price} was rejected: there is not enough money on your account. \
                  Nothing was charged."
             ),
-        )
+        ),
+        (OrderStatus::Pending | OrderStatus::Cancelling | OrderStatus::Cancelled, _) => return None,
     };
-    Letter { user_id: order.user_id, order_id: id, kind, email, subject, body }
+    Some(Letter { user_id: order.user_id, order_id: id, kind, email, subject, body })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn order(status: &str) -> Order {
+    fn order(status: OrderStatus, failure_reason: Option<FailureReason>) -> Order {
         let now = service_kit::time::now();
         Order {
             id: 42,
             user_id: 7,
             price: 400,
-            status: status.into(),
-            failure_reason: None,
+            status,
+            failure_reason,
             notified_at: None,
+            attempts: 0,
+            letter_refusal: None,
             created_at: now,
             updated_at: now,
         }
@@ -157,11 +172,14 @@ mod tests {
 
     #[test]
     fn letters_name_the_order_and_the_price_in_major_units() {
-        let happy = letter_for(&order("paid"), "a@b.co");
+        let happy = letter_for(&order(OrderStatus::Paid, None), "a@b.co").unwrap();
         assert_eq!(happy.kind, "order_paid");
         assert!(happy.body.contains("#42") && happy.body.contains("4.00"), "{}", happy.body);
-        let sad = letter_for(&order("rejected"), "a@b.co");
+        let sad = letter_for(&order(OrderStatus::Rejected, Some(FailureReason::InsufficientFunds)), "a@b.co").unwrap();
         assert_eq!(sad.kind, "order_rejected");
         assert!(sad.body.contains("#42") && sad.body.contains("4.00"), "{}", sad.body);
+        let refused = letter_for(&order(OrderStatus::Rejected, Some(FailureReason::PaymentRefused)), "a@b.co").unwrap();
+        assert!(refused.body.contains("could not be made"), "{}", refused.body);
+        assert!(letter_for(&order(OrderStatus::Pending, None), "a@b.co").is_none());
     }
 }

@@ -4,30 +4,16 @@ use actix_web::web::{self, Json, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use service_kit::body::JsonObject;
-use service_kit::idempotency::IdempotencyKey;
+use service_kit::idempotency::{IdempotencyKey, KeyedRequest, StoredResponse};
 use service_kit::ids::{Id, UserIdQuery};
 use service_kit::money::Amount;
 use service_kit::problem::BodyRefusals;
 use service_kit::{time, Problem};
 use utoipa::ToSchema;
 
-use crate::book::{Order, PAID, PENDING};
+use crate::book::{FailureReason, Order, OrderStatus};
 use crate::error::OrderError;
-use crate::saga::OrderSaga;
-
-#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    Pending,
-    Paid,
-    Rejected,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureReason {
-    InsufficientFunds,
-}
+use crate::saga::{OrderSaga, Placement};
 
 /// An order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -59,15 +45,21 @@ impl From<Order> for OrderBody {
             id: o.id,
             user_id: o.user_id,
             price: o.price,
-            status: match o.status.as_str() {
-                PENDING => OrderStatus::Pending,
-                PAID => OrderStatus::Paid,
-                _ => OrderStatus::Rejected,
-            },
-            failure_reason: o.failure_reason.map(|_| FailureReason::InsufficientFunds),
+            status: o.status,
+            failure_reason: o.failure_reason,
             created_at: time::utc(o.created_at),
             updated_at: time::utc(o.updated_at),
         }
+    }
+}
+
+/// The answer to `POST /orders` for this order, as an Idempotency-Key keeps
+/// it: 201 once decided, 202 while the payment is still open.
+pub fn answer_for(order: &Order) -> StoredResponse {
+    StoredResponse {
+        status: if order.is_pending() { 202 } else { 201 },
+        body: serde_json::to_string(&OrderBody::from(order.clone())).expect("an order always serializes"),
+        location: Some(format!("/orders/{}", order.id)),
     }
 }
 
@@ -121,12 +113,15 @@ pub async fn create_order(
 ) -> Result<HttpResponse, OrderError> {
     let key = IdempotencyKey::from_request(&req)?;
     let request = body.into_inner();
-    let fingerprint = serde_json::to_string(&request).expect("a request always serializes");
+    let keyed = key.map(|key| KeyedRequest::new(key, &request));
     let price = Amount::parse("price", request.price).map_err(|e| OrderError::Invalid(e.to_string()))?;
     if request.user_id < 1 {
         return Err(OrderError::UnknownUser(request.user_id));
     }
-    saga.place(request.user_id, price, key.map(|k| (k, fingerprint))).await
+    Ok(match saga.place(request.user_id, price, keyed).await? {
+        Placement::New(order) => answer_for(&order).to_response(),
+        Placement::Replayed(answer) => answer.replay_response(),
+    })
 }
 
 /// Get an order

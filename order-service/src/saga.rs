@@ -1,24 +1,36 @@
 //! The order saga: store `pending` → pay through billing (reference
 //! `order-{id}`) → `paid` | `rejected` → read the user's e-mail → post the
-//! letter (once per `(order_id, kind)`) → mark notified.
+//! letter (once per `(order_id, kind)`) → finished.
 //!
-//! The order row is the saga's state. Every step can be repeated without
+//! The order row is the saga's state and every step can be repeated without
 //! harm, so whatever a request leaves unfinished (an outage, a timeout, a
-//! crash) the recovery loop finishes the same way.
+//! crash) the recovery loop finishes the same way. A worker holds the
+//! order's lease while it drives it, and writes only under that lease.
+//!
+//! A peer's final refusal ends the saga in a defined state instead of
+//! blocking it: billing refusing the payment (no account, the reference used
+//! otherwise) → `rejected` with `payment_refused`, nothing charged; the
+//! letter refused (notification-service says it is invalid, or user-service
+//! no longer knows the user) → the order keeps its decision and is finished
+//! without a letter, the refusal kept in `letter_refusal`. An outage is not
+//! final: the order is given back with a growing wait before its next try.
 
 use std::time::{Duration, Instant};
 
-use actix_web::HttpResponse;
-use service_kit::db::{self, DbPool, WriteTransaction};
-use service_kit::idempotency::{Claim, IdempotencyKey, IdempotencyStore, StoredResponse};
+use chrono::NaiveDateTime;
+use service_kit::db::{self, DbPool, StorageError, WriteTransaction};
+use service_kit::idempotency::{Claim, IdempotencyStore, KeyedRequest, StoredResponse};
 use service_kit::money::Amount;
 use service_kit::{time, with_backend};
 
-use crate::book::{Decision, Order, OrderBook};
+use crate::book::{Decision, FailureReason, Lease, Order, OrderBook};
 use crate::error::OrderError;
 use crate::metrics;
-use crate::peers::{Deadline, Peers};
-use crate::routes::OrderBody;
+use crate::peers::{Deadline, PeerError, Peers};
+
+/// How the answer a key keeps for an order is written (the route layer
+/// decides: status, body, `Location`).
+pub type AnswerFor = fn(&Order) -> StoredResponse;
 
 #[derive(Clone)]
 pub struct OrderSaga {
@@ -26,197 +38,314 @@ pub struct OrderSaga {
     pub peers: Peers,
     /// How long one request may work on its order before answering 202.
     pub budget: Duration,
-    /// How long a worker holds an order; past it, recovery may take over.
+    /// How long a worker holds an order: past its budget, with room for its
+    /// last writes; past it, another worker may take over.
     pub lease: Duration,
+    /// The recovery loop's period; the wait after a failed attempt starts
+    /// at one period and doubles up to eight.
+    pub recovery_interval: Duration,
+    pub answer_for: AnswerFor,
 }
 
-/// How many unfinished orders one recovery round leases.
+/// How many unfinished orders one recovery round looks at.
 const RECOVERY_BATCH: i64 = 20;
 
-/// A key and the request it came with.
-pub type Keyed = Option<(IdempotencyKey, String)>;
-
-enum Opened {
-    Answered(Claim),
-    Order(Order),
+/// What `place` came to.
+#[derive(Debug)]
+pub enum Placement {
+    /// The order, decided (`paid`, `rejected`) or still `pending`.
+    New(Order),
+    /// The answer an earlier request with this key got.
+    Replayed(StoredResponse),
 }
 
-/// 201 once decided, 202 while the payment is still open.
-pub fn answer_for(order: &Order) -> StoredResponse {
-    StoredResponse {
-        status: if order.is_pending() { 202 } else { 201 },
-        body: serde_json::to_string(&OrderBody::from(order.clone())).expect("an order always serializes"),
-        location: Some(format!("/orders/{}", order.id)),
-    }
+/// Who drives an order, which decides when its key's answer is stored.
+#[derive(Clone, Copy, PartialEq)]
+enum Driver {
+    /// The request that placed it; `keyed` if it came with a key.
+    Request { keyed: bool },
+    /// The recovery loop: the key (if any) is answered once the order is
+    /// decided, never with `pending` (that request never answered).
+    Recovery,
 }
 
-fn later(d: Duration) -> chrono::NaiveDateTime {
+/// Why a drive stopped short of the end.
+enum Stall {
+    /// A peer or the database is out: try again later.
+    Outage,
+    /// Another worker holds the order now.
+    LeaseLost,
+}
+
+fn later(d: Duration) -> NaiveDateTime {
     time::now() + chrono::Duration::from_std(d).unwrap_or_default()
 }
 
 impl OrderSaga {
-    pub async fn place(&self, user_id: i64, price: Amount, keyed: Keyed) -> Result<HttpResponse, OrderError> {
+    pub async fn place(
+        &self,
+        user_id: i64,
+        price: Amount,
+        keyed: Option<KeyedRequest>,
+    ) -> Result<Placement, OrderError> {
         let deadline = Deadline(Instant::now() + self.budget);
-        if let Some((key, request)) = keyed.clone() {
+        if let Some(keyed) = keyed.clone() {
             // A replay is answered from the key alone, without asking anyone.
-            let claim = db::run(
-                &self.pool,
-                move |conn| with_backend!(conn, c => Ok::<_, OrderError>(c.check_key(&key, &request)?)),
-            )
-            .await?;
-            if let Some(answer) = claim.into_answer() {
-                return Ok(answer);
+            let claim = self.db(move |c| with_backend!(c, c => c.check_key(&keyed.key, &keyed.fingerprint))).await?;
+            if let Some(answer) = claim.settle()? {
+                return Ok(Placement::Replayed(answer));
             }
         }
         let user = match self.peers.user(user_id, deadline).await {
             Ok(Some(user)) => user,
             Ok(None) => return Err(OrderError::UnknownUser(user_id)),
-            Err(e) => return Err(OrderError::Unavailable(e.to_string())),
+            Err(e) => return Err(OrderError::Unavailable(e)),
         };
-        let key = keyed.as_ref().map(|(k, _)| k.clone());
-        let order = match self.open(user_id, price.minor_units(), keyed).await? {
-            Opened::Answered(claim) => return Ok(claim.into_answer().expect("not fresh")),
-            Opened::Order(order) => order,
+        let driver = Driver::Request { keyed: keyed.is_some() };
+        let lease = Lease::new(later(self.lease));
+        let order = match self.open(user_id, price.minor_units(), lease, keyed).await? {
+            Ok(order) => order,
+            Err(answer) => return Ok(Placement::Replayed(answer)),
         };
-        let order = self.drive(order, Some(user.email), deadline).await;
-        metrics::outcome(if order.is_pending() { "pending" } else { &order.status });
-        let answer = answer_for(&order);
-        if let Some(key) = key {
-            let stored = answer.clone();
-            db::run(
-                &self.pool,
-                move |conn| with_backend!(conn, c => Ok::<_, OrderError>(c.complete_key(key.as_str(), &stored)?)),
-            )
-            .await?;
-        }
-        Ok(answer.to_response())
+        let order = self.drive(order, lease, Some(user.email), deadline, driver).await;
+        metrics::outcome(order.status.as_str());
+        Ok(Placement::New(order))
     }
 
-    async fn open(&self, user_id: i64, price: i64, keyed: Keyed) -> Result<Opened, OrderError> {
-        let lease_until = later(self.lease);
-        let Some((key, request)) = keyed else {
+    /// Stores the order (and claims the key in the same transaction).
+    /// `Err(answer)`: the key was claimed meanwhile by a request that has
+    /// answered since.
+    async fn open(
+        &self,
+        user_id: i64,
+        price: i64,
+        lease: Lease,
+        keyed: Option<KeyedRequest>,
+    ) -> Result<Result<Order, StoredResponse>, OrderError> {
+        let Some(keyed) = keyed else {
             // Without a key the INSERT is the whole step: no transaction
             // around it (two round trips fewer per order).
-            return db::run(&self.pool, move |conn| {
-                with_backend!(conn, c => Ok::<_, OrderError>(Opened::Order(c.open_order(user_id, price, lease_until, time::now())?)))
-            })
-            .await;
+            return Ok(Ok(self
+                .db(move |c| with_backend!(c, c => c.open_order(user_id, price, lease, time::now())))
+                .await?));
         };
         db::run(&self.pool, move |conn| {
             with_backend!(conn, c => c.write_transaction(|c| {
-                let claim = c.claim_key(&key, &request, time::now())?;
+                let claim = c.claim_key(&keyed.key, &keyed.fingerprint, time::now())?;
                 if claim != Claim::Fresh {
-                    return Ok(Opened::Answered(claim));
+                    return Ok(Err(claim.settle()?.expect("not fresh")));
                 }
-                let order = c.open_order(user_id, price, lease_until, time::now())?;
-                c.attach_resource(&key, order.id)?;
-                Ok::<_, OrderError>(Opened::Order(order))
+                let order = c.open_order(user_id, price, lease, time::now())?;
+                c.attach_resource(&keyed.key, order.id)?;
+                Ok::<_, OrderError>(Ok(order))
             }))
         })
         .await
     }
 
-    /// Takes the order as far as it can before the deadline. It never fails:
-    /// what is left undone is logged and left to the recovery loop.
-    pub async fn drive(&self, mut order: Order, email: Option<String>, deadline: Deadline) -> Order {
+    /// Takes the order as far as it can before the deadline, under `lease`.
+    /// It never fails: what is left undone is given back with a wait before
+    /// the next try (or left to whoever took the lease over).
+    async fn drive(
+        &self,
+        order: Order,
+        lease: Lease,
+        email: Option<String>,
+        deadline: Deadline,
+        driver: Driver,
+    ) -> Order {
         let id = order.id;
-        if order.is_pending() {
-            let decided = match self.peers.pay(&order, deadline).await {
-                Ok(decision) => self.decide(id, decision).await,
-                Err(e) => Err(OrderError::Unavailable(e.to_string())),
-            };
-            match decided {
-                Ok(o) => order = o,
-                Err(e) => {
-                    log::warn!("order {id} stays pending: {e}");
-                    self.release(id).await;
-                    return order;
-                }
-            }
-        }
-        if !order.is_finished() {
-            match self.notify(&order, email, deadline).await {
-                Ok(o) => order = o,
-                Err(e) => {
-                    log::warn!("order {id} is {} but its letter is not sent yet: {e}", order.status);
-                    self.release(id).await;
+        let (order, stall) = self.steps(order, lease, email, deadline, driver).await;
+        match stall {
+            None => {}
+            Some(Stall::LeaseLost) => log::warn!("order {id}: another worker holds it now; leaving it"),
+            Some(Stall::Outage) => {
+                let retry_at = later(self.backoff(order.attempts + 1));
+                // A request that answers 202 keeps that answer for its key,
+                // stored before anyone else can take the order.
+                let answer = (driver == Driver::Request { keyed: true } && order.is_pending())
+                    .then(|| (self.answer_for)(&order));
+                let given = self
+                    .db(move |c| {
+                        with_backend!(c, c => c.write_transaction(|c| {
+                            let given = c.give_back(id, lease, retry_at)?;
+                            if let (true, Some(answer)) = (given, &answer) {
+                                c.complete_key_of_resource(id, answer)?;
+                            }
+                            Ok(given)
+                        }))
+                    })
+                    .await;
+                if let Err(e) = given {
+                    log::warn!("order {id} keeps its lease until it runs out: {e}");
                 }
             }
         }
         order
     }
 
-    async fn notify(&self, order: &Order, email: Option<String>, deadline: Deadline) -> Result<Order, OrderError> {
-        let email = match email {
-            Some(email) => email,
-            None => match self.peers.user(order.user_id, deadline).await {
-                Ok(Some(user)) => user.email,
-                Ok(None) => return Err(OrderError::UnknownUser(order.user_id)),
-                Err(e) => return Err(OrderError::Unavailable(e.to_string())),
-            },
-        };
-        self.peers.notify(order, &email, deadline).await.map_err(|e| OrderError::Unavailable(e.to_string()))?;
+    async fn steps(
+        &self,
+        mut order: Order,
+        lease: Lease,
+        email: Option<String>,
+        deadline: Deadline,
+        driver: Driver,
+    ) -> (Order, Option<Stall>) {
         let id = order.id;
-        db::run(&self.pool, move |conn| with_backend!(conn, c => Ok(c.mark_notified(id, time::now())?))).await
-    }
-
-    async fn decide(&self, id: i64, decision: Decision) -> Result<Order, OrderError> {
-        db::run(&self.pool, move |conn| with_backend!(conn, c => Ok(c.decide(id, decision, time::now())?))).await
-    }
-
-    async fn release(&self, id: i64) {
-        let released =
-            db::run(&self.pool, move |conn| with_backend!(conn, c => Ok::<_, OrderError>(c.release(id)?))).await;
-        if let Err(e) = released {
-            log::warn!("order {id} keeps its lease until it runs out: {e}");
+        if order.is_pending() {
+            let decision = match self.peers.pay(&order, deadline).await {
+                Ok(decision) => decision,
+                Err(PeerError::Refused { peer, problem }) => {
+                    log::error!("order {id}: {peer} refused the payment for good ({problem}); rejecting it");
+                    Decision::Rejected(FailureReason::PaymentRefused)
+                }
+                Err(PeerError::Call(e)) => {
+                    log::warn!("order {id} stays pending: {e}");
+                    return (order, Some(Stall::Outage));
+                }
+            };
+            match self.decide(&order, decision, lease, driver).await {
+                Ok(Some(decided)) => order = decided,
+                Ok(None) => return (order, Some(Stall::LeaseLost)),
+                Err(e) => {
+                    log::warn!("order {id} stays pending: {e}");
+                    return (order, Some(Stall::Outage));
+                }
+            }
+        }
+        let refusal = match self.notify(&order, email, deadline).await {
+            Ok(()) => None,
+            Err(PeerError::Refused { peer, problem }) => {
+                log::error!("order {id} is {} but {peer} refused its letter for good: {problem}", order.status);
+                Some(format!("{peer}: {}", problem.detail).chars().take(255).collect::<String>())
+            }
+            Err(PeerError::Call(e)) => {
+                log::warn!("order {id} is {} but its letter is not stored yet: {e}", order.status);
+                return (order, Some(Stall::Outage));
+            }
+        };
+        match self.db(move |c| with_backend!(c, c => c.finish(id, lease, refusal.as_deref(), time::now()))).await {
+            Ok(Some(finished)) => (finished, None),
+            Ok(None) => (order, Some(Stall::LeaseLost)),
+            Err(e) => {
+                log::warn!("order {id}: its letter is stored but the order is not marked finished: {e}");
+                (order, Some(Stall::Outage))
+            }
         }
     }
 
+    /// Records the decision; the key's answer (if the order has a key) is
+    /// written in the same transaction, so a decided order never leaves its
+    /// key "in progress".
+    async fn decide(
+        &self,
+        order: &Order,
+        decision: Decision,
+        lease: Lease,
+        driver: Driver,
+    ) -> Result<Option<Order>, StorageError> {
+        let id = order.id;
+        if driver == (Driver::Request { keyed: false }) {
+            return self.db(move |c| with_backend!(c, c => c.decide(id, decision, lease, time::now()))).await;
+        }
+        let answer_for = self.answer_for;
+        self.db(move |c| {
+            with_backend!(c, c => c.write_transaction(|c| {
+                let decided = c.decide(id, decision, lease, time::now())?;
+                if let Some(order) = &decided {
+                    c.complete_key_of_resource(id, &answer_for(order))?;
+                }
+                Ok(decided)
+            }))
+        })
+        .await
+    }
+
+    async fn notify(&self, order: &Order, email: Option<String>, deadline: Deadline) -> Result<(), PeerError> {
+        let email = match email {
+            Some(email) => email,
+            None => match self.peers.user(order.user_id, deadline).await? {
+                Some(user) => user.email,
+                None => {
+                    let detail = format!("user {} not found", order.user_id);
+                    let problem = service_kit::Problem::not_found(detail);
+                    return Err(PeerError::Refused { peer: self.peers.users.name, problem });
+                }
+            },
+        };
+        self.peers.notify(order, &email, deadline).await
+    }
+
+    /// The wait before the next try after `attempts` failed ones.
+    fn backoff(&self, attempts: i32) -> Duration {
+        self.recovery_interval * 2u32.pow(attempts.clamp(1, 4) as u32 - 1)
+    }
+
     pub async fn find(&self, id: i64) -> Result<Order, OrderError> {
-        db::run(&self.pool, move |conn| with_backend!(conn, c => Ok::<_, OrderError>(c.order(id)?)))
-            .await?
-            .ok_or(OrderError::NotFound(id))
+        self.db(move |c| with_backend!(c, c => c.order(id))).await?.ok_or(OrderError::NotFound(id))
     }
 
     pub async fn orders_of(&self, user_id: i64) -> Result<Vec<Order>, OrderError> {
-        db::run(&self.pool, move |conn| with_backend!(conn, c => Ok(c.orders_of(user_id)?))).await
+        Ok(self.db(move |c| with_backend!(c, c => c.orders_of(user_id))).await?)
     }
 
-    /// One round of recovery: leases unfinished orders nobody drives and
-    /// finishes them. Safe with several replicas: a lease is taken by one.
+    /// One round of recovery: finishes unfinished orders nobody holds, one
+    /// lease at a time (so no lease outlives the drive it covers), on any
+    /// replica. A final refusal ends an order and the round goes on; an
+    /// outage gives the order back with a wait and ends the round (the next
+    /// order would meet the same dead peer).
     pub async fn recover(&self) -> Result<usize, OrderError> {
-        let (now, until) = (time::now(), later(self.lease));
-        let orders = db::run(
-            &self.pool,
-            move |conn| with_backend!(conn, c => Ok::<_, OrderError>(c.lease_unfinished(now, until, RECOVERY_BATCH)?)),
-        )
-        .await?;
+        self.answer_keys_of_decided_orders().await?;
+        let ids = self.db(|c| with_backend!(c, c => c.unfinished(time::now(), RECOVERY_BATCH))).await?;
         let mut finished = 0;
-        let mut orders = orders.into_iter();
-        for order in orders.by_ref() {
+        for id in ids {
+            let lease = Lease::new(later(self.lease));
+            let Some(order) = self.db(move |c| with_backend!(c, c => c.take_lease(id, lease, time::now()))).await?
+            else {
+                continue;
+            };
             let was_pending = order.is_pending();
-            let id = order.id;
             log::info!("recovering order {id} ({})", order.status);
-            let order = self.drive(order, None, Deadline(Instant::now() + self.budget)).await;
+            let deadline = Deadline(Instant::now() + self.budget);
+            let order = self.drive(order, lease, None, deadline, Driver::Recovery).await;
             if was_pending && !order.is_pending() {
                 metrics::recovered("decided");
             }
             if !order.is_finished() {
-                // A peer is still out: the rest would wait on it too.
+                // Given back with a wait, or taken over: either way the
+                // rest would meet what stopped this one.
                 break;
             }
             metrics::recovered("notified");
             finished += 1;
-            let answer = answer_for(&order);
-            db::run(
-                &self.pool,
-                move |conn| with_backend!(conn, c => Ok::<_, OrderError>(c.complete_key_of_resource(id, &answer)?)),
-            )
-            .await?;
-        }
-        for left in orders {
-            self.release(left.id).await;
         }
         Ok(finished)
+    }
+
+    /// Answers the keys of decided orders whose request died before it
+    /// stored the answer (a crash between the two writes of an older
+    /// version left such keys "in progress" for good).
+    async fn answer_keys_of_decided_orders(&self) -> Result<(), OrderError> {
+        let answer_for = self.answer_for;
+        self.db(move |c| {
+            with_backend!(c, c => {
+                for order in c.decided_with_unanswered_keys(RECOVERY_BATCH)? {
+                    log::info!("answering the key of order {}", order.id);
+                    c.complete_key_of_resource(order.id, &answer_for(&order))?;
+                }
+                Ok(())
+            })
+        })
+        .await
+        .map_err(OrderError::from)
+    }
+
+    async fn db<T, F>(&self, work: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&mut db::AnyConnection) -> Result<T, diesel::result::Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        db::run(&self.pool, move |conn| work(conn).map_err(StorageError::from)).await
     }
 }

@@ -7,6 +7,9 @@ diesel::table! {
         failure_reason -> Nullable<Text>,
         notified_at -> Nullable<Timestamp>,
         lease_until -> Nullable<Timestamp>,
+        lease_token -> Nullable<BigInt>,
+        attempts -> Integer,
+        letter_refusal -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }

@@ -50,6 +50,45 @@ impl IdempotencyKey {
     }
 }
 
+/// A request that carries an Idempotency-Key: the key and the request's
+/// fingerprint (its canonical JSON), which a repeat must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedRequest {
+    pub key: IdempotencyKey,
+    pub fingerprint: String,
+}
+
+impl KeyedRequest {
+    pub fn new(key: IdempotencyKey, request: &impl serde::Serialize) -> KeyedRequest {
+        KeyedRequest { key, fingerprint: serde_json::to_string(request).expect("a request always serializes") }
+    }
+}
+
+/// Why a key cannot be used for this request.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KeyRefusal {
+    #[error("this Idempotency-Key was used with a different request body")]
+    Reused,
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    InProgress,
+}
+
+impl From<&KeyRefusal> for Problem {
+    fn from(e: &KeyRefusal) -> Problem {
+        match e {
+            KeyRefusal::Reused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                e.to_string(),
+            ),
+            KeyRefusal::InProgress => {
+                Problem::new(StatusCode::CONFLICT, "request-in-progress", "Request in progress", e.to_string())
+            }
+        }
+    }
+}
+
 /// An answer kept for replays.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredResponse {
@@ -67,6 +106,16 @@ impl StoredResponse {
             res.insert_header((actix_web::http::header::LOCATION, location.as_str()));
         }
         res.body(self.body.clone())
+    }
+
+    /// The answer once more, marked as a replay.
+    pub fn replay_response(&self) -> HttpResponse {
+        let mut res = self.to_response();
+        res.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
+            actix_web::http::header::HeaderValue::from_static("true"),
+        );
+        res
     }
 }
 
@@ -93,36 +142,14 @@ pub enum Claim {
 }
 
 impl Claim {
-    /// The answer for anything but `Fresh`.
-    pub fn into_answer(self) -> Option<HttpResponse> {
+    /// `Fresh`: no earlier answer, go ahead; `Replay`: that answer; else the
+    /// refusal.
+    pub fn settle(self) -> Result<Option<StoredResponse>, KeyRefusal> {
         match self {
-            Claim::Fresh => None,
-            Claim::Replay(stored) => {
-                let mut res = stored.to_response();
-                res.headers_mut().insert(
-                    actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
-                    actix_web::http::header::HeaderValue::from_static("true"),
-                );
-                Some(res)
-            }
-            Claim::Mismatch => Some(
-                Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency-key-reused",
-                    "Idempotency-Key reused",
-                    "this Idempotency-Key was used with a different request body",
-                )
-                .to_response(),
-            ),
-            Claim::InProgress => Some(
-                Problem::new(
-                    StatusCode::CONFLICT,
-                    "request-in-progress",
-                    "Request in progress",
-                    "a request with this Idempotency-Key is still being processed; retry shortly",
-                )
-                .to_response(),
-            ),
+            Claim::Fresh => Ok(None),
+            Claim::Replay(stored) => Ok(Some(stored)),
+            Claim::Mismatch => Err(KeyRefusal::Reused),
+            Claim::InProgress => Err(KeyRefusal::InProgress),
         }
     }
 }
@@ -147,7 +174,8 @@ pub trait IdempotencyStore {
     /// transaction that writes the resource.
     fn claim_key(&mut self, key: &IdempotencyKey, request: &str, now: NaiveDateTime) -> QueryResult<Claim>;
     fn attach_resource(&mut self, key: &IdempotencyKey, resource_id: i64) -> QueryResult<()>;
-    /// Stores the final answer for replays.
+    /// Stores the answer for replays, unless one is stored already (the
+    /// first answer is the one that stays).
     fn complete_key(&mut self, key: &str, response: &StoredResponse) -> QueryResult<()>;
     /// Completes the unfinished key of `resource_id`, if one exists.
     fn complete_key_of_resource(&mut self, resource_id: i64, response: &StoredResponse) -> QueryResult<()>;
@@ -189,7 +217,7 @@ macro_rules! idempotency_store {
             }
 
             fn complete_key(&mut self, key: &str, response: &StoredResponse) -> QueryResult<()> {
-                diesel::update(idempotency_keys::table.find(key))
+                diesel::update(idempotency_keys::table.find(key).filter(idempotency_keys::status_code.is_null()))
                     .set((
                         idempotency_keys::status_code.eq(i32::from(response.status)),
                         idempotency_keys::response_body.eq(&response.body),

@@ -16,6 +16,7 @@ pub mod peer;
 pub mod problem;
 pub mod request_id;
 pub mod server;
+pub mod stored;
 pub mod time;
 
 pub use problem::Problem;

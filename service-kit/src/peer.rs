@@ -36,8 +36,8 @@ pub struct Peer {
     client: reqwest::Client,
 }
 
-/// A peer's final answer: a success, or a refusal (4xx) that is a business
-/// answer and must not be retried.
+/// A peer's final answer: a success, or a refusal that is a business answer
+/// (404, 409, 422) and must not be retried.
 #[derive(Debug)]
 pub enum Answer<T> {
     Success(StatusCode, T),
@@ -54,6 +54,11 @@ pub enum CallError {
     BadAnswer { peer: &'static str, reason: String },
     #[error("{peer} did not answer within the request's budget")]
     BudgetExhausted { peer: &'static str },
+    /// A 4xx that is not a business answer (400, 401, 403, 405, 413, 415,
+    /// 429, ...): this service's request or credentials are wrong, which
+    /// repeating at once does not fix, but a fix of the deployment may.
+    #[error("{peer} refused the call: {problem}")]
+    Rejected { peer: &'static str, problem: Problem },
 }
 
 impl CallError {
@@ -89,11 +94,21 @@ impl Peer {
         let bytes = res.bytes().await.map_err(|e| CallError::Unreachable { peer, reason: describe(&e) })?;
         let unreadable = |e: serde_json::Error| CallError::BadAnswer { peer, reason: format!("{status}: {e}") };
         if status.is_success() {
-            Ok(Answer::Success(status, serde_json::from_slice(&bytes).map_err(unreadable)?))
+            return Ok(Answer::Success(status, serde_json::from_slice(&bytes).map_err(unreadable)?));
+        }
+        let problem: Problem = serde_json::from_slice(&bytes).map_err(unreadable)?;
+        if is_business_answer(status) {
+            Ok(Answer::Refused(problem))
         } else {
-            Ok(Answer::Refused(serde_json::from_slice(&bytes).map_err(unreadable)?))
+            Err(CallError::Rejected { peer, problem })
         }
     }
+}
+
+/// The refusals that are a peer's answer to what was asked (SPEC: "a
+/// business answer (404, 409, 422) is final").
+fn is_business_answer(status: StatusCode) -> bool {
+    matches!(status, StatusCode::NOT_FOUND | StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY)
 }
 
 fn describe(e: &reqwest::Error) -> String {

@@ -307,16 +307,21 @@ impl System {
         process
     }
 
+    /// A pool on order-service's database, for reading (or arranging) what
+    /// the API does not show.
+    pub fn orders_pool(&self) -> service_kit::db::DbPool {
+        self.orders_pool
+            .get_or_init(|| {
+                service_kit::db::connect(&self.dbs.orders.database_url(), Some(2), &order_service::MIGRATIONS).unwrap()
+            })
+            .clone()
+    }
+
     /// The order's row as order-service stored it (for what the API does not
     /// show, like whether the letter was sent).
     pub async fn order_row(&self, id: i64) -> order_service::book::Order {
         use order_service::book::OrderBook;
-        let pool = self
-            .orders_pool
-            .get_or_init(|| {
-                service_kit::db::connect(&self.dbs.orders.database_url(), Some(2), &order_service::MIGRATIONS).unwrap()
-            })
-            .clone();
+        let pool = self.orders_pool();
         service_kit::db::run(
             &pool,
             move |conn| service_kit::with_backend!(conn, c => Ok::<_, service_kit::db::StorageError>(c.order(id)?)),

@@ -2,6 +2,9 @@ use actix_web::http::StatusCode;
 use service_kit::db::StorageError;
 use service_kit::Problem;
 
+use service_kit::idempotency::KeyRefusal;
+
+use crate::billing::OpenAccountError;
 use crate::directory::Taken;
 use crate::domain::FieldError;
 
@@ -13,8 +16,10 @@ pub enum UserError {
     Taken(Taken),
     #[error("user {0} not found")]
     NotFound(i64),
-    #[error("the billing account could not be opened, so no user was created: {0}")]
-    BillingUnavailable(String),
+    #[error("the billing account could not be opened, so no user was created")]
+    BillingUnavailable(#[source] OpenAccountError),
+    #[error(transparent)]
+    Key(#[from] KeyRefusal),
     #[error(transparent)]
     Problem(#[from] Problem),
     #[error(transparent)]
@@ -41,7 +46,8 @@ impl From<&UserError> for Problem {
             }
             UserError::Taken(Taken::Email) => Problem::new(StatusCode::CONFLICT, "email-taken", "E-mail taken", detail),
             UserError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "user-not-found", "User not found", detail),
-            UserError::BillingUnavailable(_) => Problem::unavailable(detail),
+            UserError::BillingUnavailable(cause) => Problem::unavailable(format!("{detail}: {cause}")),
+            UserError::Key(refusal) => Problem::from(refusal),
             UserError::Problem(p) => p.clone(),
             UserError::Storage(s) => Problem::from(s),
         }

@@ -91,6 +91,7 @@ pub fn service(settings: &Settings, client: reqwest::Client) -> Result<Service, 
             peer: Peer::new("billing-service", settings.billing_url.clone(), client),
             policy: RetryPolicy::within(settings.budget),
         },
+        answer_for: routes::answer_for,
     };
     let recovery = recovery_loop(users.clone(), settings.recovery_interval);
     let users = web::Data::new(users);

@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use actix_web::HttpResponse;
 use service_kit::db::{self, DbPool, WriteTransaction};
-use service_kit::idempotency::{Claim, IdempotencyKey, IdempotencyStore, StoredResponse};
+use service_kit::idempotency::{Claim, IdempotencyKey, IdempotencyStore, KeyedRequest, StoredResponse};
 use service_kit::peer::RetryPolicy;
 use service_kit::{time, with_backend};
 
@@ -14,69 +13,68 @@ use crate::billing::BillingClient;
 use crate::directory::{Directory, User};
 use crate::domain::NewUser;
 use crate::error::UserError;
-use crate::routes::UserBody;
+
+/// How the answer a key keeps for a new user is written (the route layer
+/// decides: status, body, `Location`).
+pub type AnswerFor = fn(&User) -> StoredResponse;
 
 #[derive(Clone)]
 pub struct Users {
     pub pool: DbPool,
     pub billing: BillingClient,
+    pub answer_for: AnswerFor,
 }
 
-/// A key and the request it came with.
-pub type Keyed = Option<(IdempotencyKey, String)>;
+/// What `register` came to.
+#[derive(Debug)]
+pub enum Registration {
+    Created(User),
+    /// The answer an earlier request with this key got.
+    Replayed(StoredResponse),
+}
 
 enum Begun {
-    Answered(Claim),
+    Answered(StoredResponse),
     Pending(User),
 }
 
-fn created(user: User) -> StoredResponse {
-    let id = user.id;
-    StoredResponse {
-        status: 201,
-        body: serde_json::to_string(&UserBody::from(user)).expect("a user always serializes"),
-        location: Some(format!("/users/{id}")),
-    }
-}
-
 impl Users {
-    pub async fn register(&self, user: NewUser, keyed: Keyed) -> Result<HttpResponse, UserError> {
-        let key = keyed.as_ref().map(|(k, _)| k.clone());
+    pub async fn register(&self, user: NewUser, keyed: Option<KeyedRequest>) -> Result<Registration, UserError> {
+        let key = keyed.as_ref().map(|k| k.key.clone());
         let pending = match self.begin(user, keyed).await? {
-            Begun::Answered(claim) => return Ok(claim.into_answer().expect("not fresh")),
+            Begun::Answered(answer) => return Ok(Registration::Replayed(answer)),
             Begun::Pending(user) => user,
         };
         let id = pending.id;
         match self.billing.open_account(id).await {
             Ok(()) => {
-                let response = created(pending);
-                self.finish(id, key, response.clone()).await?;
+                let response = (self.answer_for)(&pending);
+                self.finish(id, key, response).await?;
                 log::info!("user {id} created");
-                Ok(response.to_response())
+                Ok(Registration::Created(pending))
             }
             Err(e) => {
-                log::warn!("user {id} not created: {e}");
                 self.abandon(id, key).await?;
-                Err(UserError::BillingUnavailable(e.to_string()))
+                Err(UserError::BillingUnavailable(e))
             }
         }
     }
 
-    async fn begin(&self, user: NewUser, keyed: Keyed) -> Result<Begun, UserError> {
+    async fn begin(&self, user: NewUser, keyed: Option<KeyedRequest>) -> Result<Begun, UserError> {
         db::run(&self.pool, move |conn| {
             with_backend!(conn, c => c.write_transaction(|c| {
-                if let Some((key, request)) = &keyed {
-                    let claim = c.claim_key(key, request, time::now())?;
+                if let Some(keyed) = &keyed {
+                    let claim = c.claim_key(&keyed.key, &keyed.fingerprint, time::now())?;
                     if claim != Claim::Fresh {
-                        return Ok(Begun::Answered(claim));
+                        return Ok(Begun::Answered(claim.settle()?.expect("not fresh")));
                     }
                 }
                 if let Some(taken) = c.taken(&user)? {
                     return Err(UserError::Taken(taken));
                 }
                 let pending = c.insert_pending(&user, time::now())?;
-                if let Some((key, _)) = &keyed {
-                    c.attach_resource(key, pending.id)?;
+                if let Some(keyed) = &keyed {
+                    c.attach_resource(&keyed.key, pending.id)?;
                 }
                 Ok(Begun::Pending(pending))
             }))
@@ -133,7 +131,7 @@ impl Users {
             let once = RetryPolicy::within(self.billing.policy.budget);
             match self.billing.open_with(once, id).await {
                 Ok(()) => {
-                    self.finish(id, None, created(user)).await?;
+                    self.finish(id, None, (self.answer_for)(&user)).await?;
                     log::info!("recovered pending user {id}");
                     finished += 1;
                 }

@@ -4,7 +4,7 @@ use actix_web::web::{self, Json, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use service_kit::body::JsonObject;
-use service_kit::idempotency::IdempotencyKey;
+use service_kit::idempotency::{IdempotencyKey, KeyedRequest, StoredResponse};
 use service_kit::ids::Id;
 use service_kit::problem::BodyRefusals;
 use service_kit::{time, Problem};
@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use crate::directory::User;
 use crate::domain::{optional_phone, optional_text, Email, NewUser, Username};
 use crate::error::UserError;
-use crate::registration::Users;
+use crate::registration::{Registration, Users};
 
 /// A user.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -125,9 +125,22 @@ pub async fn create_user(
 ) -> Result<HttpResponse, UserError> {
     let key = IdempotencyKey::from_request(&req)?;
     let request = body.into_inner();
-    let fingerprint = serde_json::to_string(&request).expect("a request always serializes");
+    let keyed = key.map(|key| KeyedRequest::new(key, &request));
     let user = request.parse()?;
-    users.register(user, key.map(|k| (k, fingerprint))).await
+    Ok(match users.register(user, keyed).await? {
+        Registration::Created(user) => answer_for(&user).to_response(),
+        Registration::Replayed(answer) => answer.replay_response(),
+    })
+}
+
+/// The answer to `POST /users` for a new user, as an Idempotency-Key keeps
+/// it.
+pub fn answer_for(user: &User) -> StoredResponse {
+    StoredResponse {
+        status: 201,
+        body: serde_json::to_string(&UserBody::from(user.clone())).expect("a user always serializes"),
+        location: Some(format!("/users/{}", user.id)),
+    }
 }
 
 /// Get a user

@@ -208,6 +208,7 @@ async fn recovery_finishes_a_user_left_pending(backend: Backend) {
             peer: service_kit::peer::Peer::new("billing-service", settings.billing_url.clone(), reqwest::Client::new()),
             policy: service_kit::peer::RetryPolicy::within(Duration::from_secs(2)),
         },
+        answer_for: user_service::routes::answer_for,
     };
     assert_eq!(users.recover(Duration::from_secs(30)).await.unwrap(), 1);
     let user = s.users.get("/users/1").await;
