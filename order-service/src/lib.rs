@@ -130,7 +130,7 @@ pub fn service(settings: &Settings, client: reqwest::Client) -> Result<Service, 
 async fn recovery_loop(saga: OrderSaga, every: Duration, shutdown: Shutdown) {
     while !shutdown.is_begun() {
         let id = format!("recovery-{}", service_kit::request_id::generate());
-        match service_kit::request_id::scope(id, saga.recover()).await {
+        match service_kit::request_id::scope(id, saga.recover(&shutdown)).await {
             Ok(0) => {}
             Ok(n) => log::info!("recovery finished {n} order(s)"),
             Err(e) => log::warn!("order recovery failed: {e}"),

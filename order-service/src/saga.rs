@@ -21,6 +21,7 @@ use chrono::NaiveDateTime;
 use service_kit::db::{self, DbPool, StorageError, WriteTransaction};
 use service_kit::idempotency::{Claim, IdempotencyStore, KeyedRequest, StoredResponse};
 use service_kit::money::Amount;
+use service_kit::server::Shutdown;
 use service_kit::{time, with_backend};
 
 use crate::book::{Decision, FailureReason, Lease, Order, OrderBook};
@@ -295,11 +296,17 @@ impl OrderSaga {
     /// replica. A final refusal ends an order and the round goes on; an
     /// outage gives the order back with a wait and ends the round (the next
     /// order would meet the same dead peer).
-    pub async fn recover(&self) -> Result<usize, OrderError> {
+    /// Once `shutdown` has begun, no further lease is taken: the order in
+    /// hand is finished or given back, the rest stay free for the other
+    /// replicas.
+    pub async fn recover(&self, shutdown: &Shutdown) -> Result<usize, OrderError> {
         self.answer_keys_of_decided_orders().await?;
         let ids = self.db(|c| with_backend!(c, c => c.unfinished(time::now(), RECOVERY_BATCH))).await?;
         let mut finished = 0;
         for id in ids {
+            if shutdown.is_begun() {
+                break;
+            }
             let lease = Lease::new(later(self.lease));
             let Some(order) = self.db(move |c| with_backend!(c, c => c.take_lease(id, lease, time::now()))).await?
             else {
