@@ -65,3 +65,15 @@ pub fn to_yaml(doc: &utoipa::openapi::OpenApi) -> String {
     }
     text
 }
+
+/// `docs/problems.md`: the catalogue of problem types, as the documents
+/// carry it.
+pub fn problem_catalogue_page() -> String {
+    format!(
+        "# Problem types\n\nGenerated from `service_kit::problem::ProblemType` by `cargo run --bin openapi` (a test \
+         fails when it drifts). Every error any service answers is `application/problem+json` (RFC 9457) with \
+         `type`, `title`, `status`, `detail` and `request_id` (the request's `X-Request-Id`, which the logs \
+         carry); `type` is one of these:\n\n{}",
+        service_kit::problem::ProblemType::catalogue_markdown()
+    )
+}

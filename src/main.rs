@@ -7,7 +7,7 @@ use service_kit::server::{bind, or_exit, serve};
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    service_kit::request_id::init_logging();
+    service_kit::logging::init("order-system");
     let addr: SocketAddr = or_exit(config::var_or("BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080))));
     let shutdown = or_exit(config::ShutdownSettings::from_env());
     let listener = or_exit(bind(addr));

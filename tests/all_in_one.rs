@@ -78,6 +78,16 @@ async fn walk(backend: Backend) {
         metrics.contains(r#"arch_http_requests_total{endpoint="/orders",method="POST",status="201"}"#),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"orders_total{outcome="paid"}"#), "{metrics}");
+    assert!(metrics.contains(r#"arch_orders_total{outcome="paid"}"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"arch_peer_request_duration_seconds_count{outcome="success",peer="billing-service"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"arch_db_pool_connections{service="order-service",state="max"}"#), "{metrics}");
+    assert!(metrics.contains("arch_process_resident_memory_bytes"), "{metrics}");
+    assert!(!metrics.contains(r#"endpoint="/health"#) && !metrics.contains(r#"endpoint="/metrics""#), "{metrics}");
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        assert!(line.starts_with("arch_"), "one prefix for all: {line}");
+    }
     server.stop(true).await;
 }

@@ -12,6 +12,12 @@ fn committed_documents_match_the_code() {
             drifted.push(format!("--- openapi/{file} (committed)\n+++ generated\n{}", diff(&committed, &generated)));
         }
     }
+    let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/problems.md");
+    let committed = std::fs::read_to_string(page).unwrap_or_default();
+    let generated = order_system::problem_catalogue_page();
+    if generated != committed {
+        drifted.push(format!("--- docs/problems.md (committed)\n+++ generated\n{}", diff(&committed, &generated)));
+    }
     assert!(drifted.is_empty(), "{}\nRegenerate with: cargo run --bin openapi", drifted.join("\n"));
 }
 

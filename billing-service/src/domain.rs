@@ -1,29 +1,37 @@
-//! What a request to move money means once it is parsed.
+//! What a request to move money means once it is parsed: values of these
+//! types are valid by construction.
 
+use diesel::sql_types::Text;
+use serde::Serialize;
 use service_kit::money::Amount;
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a ledger entry did to the balance.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    ToSchema,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = Text)]
+#[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     Deposit,
     Withdrawal,
 }
 
-impl EntryKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntryKind::Deposit => "deposit",
-            EntryKind::Withdrawal => "withdrawal",
-        }
-    }
-}
+service_kit::stored_enum!(EntryKind, "ledger entry kind" {
+    Deposit => "deposit",
+    Withdrawal => "withdrawal",
+});
 
 /// Prefix of the references order-service pays orders with.
 pub const ORDER_PREFIX: &str = "order-";
-
-/// A client's name for one money movement: 1..=255 characters, unique per
-/// account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reference(String);
 
 /// Who may use a reference starting with `order-`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,14 +40,35 @@ pub enum Caller {
     OrderService,
 }
 
+/// Why a reference was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("reference must be 1 to 255 characters long, got {0}")]
+    Length(usize),
+    /// PostgreSQL cannot store NUL in text, and a reference is a name, not
+    /// free text.
+    #[error("reference must not contain control characters")]
+    ControlCharacter,
+    #[error("references starting with '{ORDER_PREFIX}' are reserved for order payments")]
+    Reserved,
+}
+
+/// A client's name for one money movement: 1..=255 characters, no control
+/// characters, unique per account; `order-…` only from order-service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference(String);
+
 impl Reference {
-    pub fn parse(value: String, caller: Caller) -> Result<Reference, String> {
+    pub fn parse(value: String, caller: Caller) -> Result<Reference, ReferenceError> {
         let len = value.chars().count();
         if !(1..=255).contains(&len) {
-            return Err(format!("reference must be 1 to 255 characters long, got {len}"));
+            return Err(ReferenceError::Length(len));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(ReferenceError::ControlCharacter);
         }
         if caller == Caller::Public && value.starts_with(ORDER_PREFIX) {
-            return Err(format!("references starting with '{ORDER_PREFIX}' are reserved for order payments"));
+            return Err(ReferenceError::Reserved);
         }
         Ok(Reference(value))
     }
@@ -64,15 +93,24 @@ mod tests {
 
     #[test]
     fn references_are_bounded() {
-        assert!(Reference::parse(String::new(), Caller::Public).is_err());
-        assert!(Reference::parse("x".repeat(256), Caller::Public).is_err());
+        assert_eq!(Reference::parse(String::new(), Caller::Public), Err(ReferenceError::Length(0)));
+        assert_eq!(Reference::parse("x".repeat(256), Caller::Public), Err(ReferenceError::Length(256)));
         assert!(Reference::parse("x".repeat(255), Caller::Public).is_ok());
     }
 
     #[test]
     fn order_references_are_reserved() {
-        assert!(Reference::parse("order-1".into(), Caller::Public).is_err());
+        assert_eq!(Reference::parse("order-1".into(), Caller::Public), Err(ReferenceError::Reserved));
         assert!(Reference::parse("order-1".into(), Caller::OrderService).is_ok());
         assert!(Reference::parse("gift-1".into(), Caller::Public).is_ok());
+    }
+
+    #[test]
+    fn references_never_hold_control_characters() {
+        for bad in ["a\u{0}", "tab\there", "line\nbreak", "\u{85}"] {
+            assert_eq!(Reference::parse(bad.into(), Caller::Public), Err(ReferenceError::ControlCharacter), "{bad:?}");
+            let order = format!("order-{bad}");
+            assert_eq!(Reference::parse(order, Caller::OrderService), Err(ReferenceError::ControlCharacter));
+        }
     }
 }

@@ -1,6 +1,10 @@
-use actix_web::http::StatusCode;
+//! What billing can refuse or fail at, in its own terms (the answers for
+//! them are in `routes`).
+
 use service_kit::db::StorageError;
-use service_kit::Problem;
+use service_kit::money::AmountError;
+
+use crate::domain::ReferenceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
@@ -12,8 +16,12 @@ pub enum BillingError {
     BalanceOverflow,
     #[error("this reference was already used for a different kind or amount")]
     ReferenceReused,
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    InvalidAmount(#[from] AmountError),
+    #[error(transparent)]
+    InvalidReference(#[from] ReferenceError),
+    #[error("user_id must be between 1 and {max}, got {0}", max = i64::MAX)]
+    InvalidUserId(i64),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -31,27 +39,3 @@ impl BillingError {
         matches!(self, BillingError::Storage(StorageError::Query(e)) if service_kit::db::is_unique_violation(e))
     }
 }
-
-impl From<&BillingError> for Problem {
-    fn from(e: &BillingError) -> Problem {
-        let detail = e.to_string();
-        match e {
-            BillingError::NoAccount(_) => {
-                Problem::new(StatusCode::NOT_FOUND, "account-not-found", "Account not found", detail)
-            }
-            BillingError::InsufficientFunds { .. } => {
-                Problem::new(StatusCode::CONFLICT, "insufficient-funds", "Insufficient funds", detail)
-            }
-            BillingError::BalanceOverflow => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "balance-overflow", "Balance overflow", detail)
-            }
-            BillingError::ReferenceReused => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "reference-reused", "Reference reused", detail)
-            }
-            BillingError::Invalid(_) => Problem::validation(detail),
-            BillingError::Storage(s) => Problem::from(s),
-        }
-    }
-}
-
-service_kit::problem_response!(BillingError);

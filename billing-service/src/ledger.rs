@@ -24,7 +24,7 @@ pub struct Account {
 pub struct Entry {
     pub id: i64,
     pub user_id: i64,
-    pub kind: String,
+    pub kind: EntryKind,
     pub amount: i64,
     pub balance_after: i64,
     pub reference: Option<String>,
@@ -47,7 +47,7 @@ impl Entry {
     /// A repeated reference is the same request only with the same kind and
     /// amount.
     fn replay(&self, movement: &Movement) -> Result<Receipt, BillingError> {
-        if self.kind == movement.kind.as_str() && self.amount == movement.amount.minor_units() {
+        if self.kind == movement.kind && self.amount == movement.amount.minor_units() {
             Ok(self.receipt())
         } else {
             Err(BillingError::ReferenceReused)
@@ -112,7 +112,7 @@ struct RecallRow {
     #[diesel(sql_type = Nullable<BigInt>)]
     entry_id: Option<i64>,
     #[diesel(sql_type = Nullable<Text>)]
-    entry_kind: Option<String>,
+    entry_kind: Option<EntryKind>,
     #[diesel(sql_type = Nullable<BigInt>)]
     entry_amount: Option<i64>,
     #[diesel(sql_type = Nullable<BigInt>)]
@@ -260,7 +260,7 @@ macro_rules! ledger {
                     let transaction_id = diesel::insert_into(ledger_entries::table)
                         .values((
                             ledger_entries::user_id.eq(user_id),
-                            ledger_entries::kind.eq(movement.kind.as_str()),
+                            ledger_entries::kind.eq(movement.kind),
                             ledger_entries::amount.eq(amount),
                             ledger_entries::balance_after.eq(balance_after),
                             ledger_entries::reference.eq(movement.reference.as_ref().map(|r| r.as_str())),

@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use service_kit::db::KeepPrepared;
 
+use crate::domain::{LetterKind, NewLetter};
 use crate::schema::notifications;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -12,20 +13,7 @@ pub struct Letter {
     pub id: i64,
     pub user_id: i64,
     pub order_id: i64,
-    pub kind: String,
-    pub email: String,
-    pub subject: String,
-    pub body: String,
-    pub created_at: NaiveDateTime,
-}
-
-/// A letter to store, already validated.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = notifications)]
-pub struct NewLetter {
-    pub user_id: i64,
-    pub order_id: i64,
-    pub kind: String,
+    pub kind: LetterKind,
     pub email: String,
     pub subject: String,
     pub body: String,
@@ -35,7 +23,7 @@ pub struct NewLetter {
 pub trait Mailbox {
     /// Stores the letter unless its `(order_id, kind)` is there; returns the
     /// stored letter and whether it is new.
-    fn deliver(&mut self, letter: &NewLetter) -> QueryResult<(Letter, bool)>;
+    fn deliver(&mut self, letter: &NewLetter, now: NaiveDateTime) -> QueryResult<(Letter, bool)>;
     /// Newest first.
     fn letters_of(&mut self, user_id: i64) -> QueryResult<Vec<Letter>>;
 }
@@ -43,9 +31,17 @@ pub trait Mailbox {
 macro_rules! mailbox {
     ($conn:ty) => {
         impl Mailbox for $conn {
-            fn deliver(&mut self, letter: &NewLetter) -> QueryResult<(Letter, bool)> {
+            fn deliver(&mut self, letter: &NewLetter, now: NaiveDateTime) -> QueryResult<(Letter, bool)> {
                 let stored = diesel::insert_into(notifications::table)
-                    .values(letter)
+                    .values((
+                        notifications::user_id.eq(letter.user_id),
+                        notifications::order_id.eq(letter.order_id),
+                        notifications::kind.eq(letter.kind),
+                        notifications::email.eq(letter.email.as_str()),
+                        notifications::subject.eq(letter.subject.as_str()),
+                        notifications::body.eq(letter.body.as_str()),
+                        notifications::created_at.eq(now),
+                    ))
                     .on_conflict_do_nothing()
                     .returning(Letter::as_returning())
                     .prepared()
@@ -57,7 +53,7 @@ macro_rules! mailbox {
                 // Already there: the first copy is the answer.
                 let earlier = notifications::table
                     .filter(notifications::order_id.eq(letter.order_id))
-                    .filter(notifications::kind.eq(&letter.kind))
+                    .filter(notifications::kind.eq(letter.kind))
                     .select(Letter::as_select())
                     .first(self)?;
                 Ok((earlier, false))

@@ -1,5 +1,7 @@
 //! notification-service: stores the letters order-service sends.
 
+pub mod domain;
+pub mod error;
 pub mod letters;
 pub mod routes;
 pub mod schema;
@@ -10,7 +12,12 @@ use actix_web::web;
 use service_kit::config::{CommonSettings, ConfigError};
 use service_kit::db::{self, DatabaseSetupError, DbPool, Migrations, SqlMigration};
 use service_kit::server::Service;
+use service_kit::{time, with_backend};
 use utoipa::OpenApi;
+
+use crate::domain::NewLetter;
+use crate::error::NotificationError;
+use crate::letters::{Letter, Mailbox};
 
 pub const NAME: &str = "notification-service";
 
@@ -31,9 +38,31 @@ impl Settings {
     }
 }
 
+/// The service's state: its database.
 #[derive(Clone)]
 pub struct Notifications {
     pool: DbPool,
+}
+
+impl Notifications {
+    /// Stores the letter once per `(order_id, kind)`; returns the stored
+    /// letter and whether it is new.
+    pub async fn send(&self, letter: NewLetter) -> Result<(Letter, bool), NotificationError> {
+        let (stored, is_new) = db::run(
+            &self.pool,
+            move |conn| with_backend!(conn, c => Ok::<_, NotificationError>(c.deliver(&letter, time::now())?)),
+        )
+        .await?;
+        if is_new {
+            log::info!("stored letter {} ({}) for order {}", stored.id, stored.kind, stored.order_id);
+        }
+        Ok((stored, is_new))
+    }
+
+    /// Newest first.
+    pub async fn letters_of(&self, user_id: i64) -> Result<Vec<Letter>, NotificationError> {
+        db::run(&self.pool, move |conn| with_backend!(conn, c => Ok(c.letters_of(user_id)?))).await
+    }
 }
 
 #[derive(OpenApi)]

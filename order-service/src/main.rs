@@ -1,6 +1,6 @@
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    service_kit::request_id::init_logging();
+    service_kit::logging::init(order_service::NAME);
     service_kit::server::run_alone(
         order_service::Settings::from_env(None),
         |s| &s.common,

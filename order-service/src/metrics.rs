@@ -2,46 +2,32 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{IntCounterVec, Opts};
+use prometheus::IntCounterVec;
 
 static ORDERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    IntCounterVec::new(Opts::new("orders_total", "Orders by the outcome the saga reached"), &["outcome"])
-        .expect("valid metric")
-});
-
-static RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    IntCounterVec::new(Opts::new("saga_retries_total", "Calls to a peer repeated after a transient failure"), &["peer"])
-        .expect("valid metric")
+    service_kit::metrics::counter("orders_total", "Orders placed, by the status the request left them in", &["outcome"])
 });
 
 static RECOVERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    IntCounterVec::new(
-        Opts::new("orders_recovered_total", "Unfinished orders the recovery loop finished, by what it completed"),
+    service_kit::metrics::counter(
+        "orders_recovered_total",
+        "Unfinished orders the recovery loop moved on, by what it completed (decided, finished)",
         &["step"],
     )
-    .expect("valid metric")
 });
 
 /// Adds the counters to every `/metrics` this process serves.
 pub fn register() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        service_kit::metrics::register(|| Box::new(ORDERS.clone()));
-        service_kit::metrics::register(|| Box::new(RETRIES.clone()));
-        service_kit::metrics::register(|| Box::new(RECOVERED.clone()));
-    });
+    LazyLock::force(&ORDERS);
+    LazyLock::force(&RECOVERED);
 }
 
-/// `paid`, `rejected`, `pending` (answered 202), `unnotified`.
+/// The status a request left its order in (`paid`, `rejected`, `pending`).
 pub fn outcome(outcome: &str) {
     ORDERS.with_label_values(&[outcome]).inc();
 }
 
-pub fn retried(peer: &str) {
-    RETRIES.with_label_values(&[peer]).inc();
-}
-
-/// `decided` or `notified`.
+/// `decided` or `finished`.
 pub fn recovered(step: &str) {
     RECOVERED.with_label_values(&[step]).inc();
 }

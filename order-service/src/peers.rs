@@ -11,7 +11,6 @@ use service_kit::money::MajorUnits;
 use service_kit::peer::{self, Answer, CallError, Peer, RetryPolicy};
 
 use crate::book::{Decision, FailureReason, Order, OrderStatus};
-use crate::metrics;
 
 /// When the work on behalf of one request must be over.
 #[derive(Clone, Copy, Debug)]
@@ -28,7 +27,7 @@ async fn call<T: serde::de::DeserializeOwned>(
     deadline: Deadline,
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<Answer<T>, CallError> {
-    peer::with_retries(deadline.policy(), peer.name, || peer.call::<T>(build()), |_| metrics::retried(peer.name)).await
+    peer::with_retries(deadline.policy(), peer.name, || peer.call::<T>(build())).await
 }
 
 #[derive(Clone, Debug)]

@@ -1,19 +1,35 @@
 //! `POST /orders`, `GET /orders/{id}`, `GET /orders?user_id=`.
 
 use actix_web::web::{self, Json, Path, Query};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 use serde::{Deserialize, Serialize};
 use service_kit::body::JsonObject;
-use service_kit::idempotency::{IdempotencyKey, KeyedRequest, StoredResponse};
+use service_kit::idempotency::{KeyHeader, StoredResponse};
 use service_kit::ids::{Id, UserIdQuery};
 use service_kit::money::Amount;
-use service_kit::problem::BodyRefusals;
+use service_kit::problem::{BodyRefusals, ProblemType};
 use service_kit::{time, Problem};
 use utoipa::ToSchema;
 
 use crate::book::{FailureReason, Order, OrderStatus};
 use crate::error::OrderError;
 use crate::saga::{OrderSaga, Placement};
+
+impl From<&OrderError> for Problem {
+    fn from(e: &OrderError) -> Problem {
+        let detail = e.to_string();
+        match e {
+            OrderError::InvalidPrice(_) => Problem::new(ProblemType::ValidationError, detail),
+            OrderError::UnknownUser(_) => Problem::new(ProblemType::UnknownUser, detail),
+            OrderError::NotFound(_) => Problem::new(ProblemType::OrderNotFound, detail),
+            OrderError::Unavailable(cause) => Problem::unavailable(format!("{detail}: {cause}")),
+            OrderError::Key(refusal) => Problem::from(refusal),
+            OrderError::Storage(s) => Problem::from(s),
+        }
+    }
+}
+
+service_kit::problem_response!(OrderError);
 
 /// An order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -108,13 +124,12 @@ pub struct NewOrderRequest {
 )]
 pub async fn create_order(
     saga: web::Data<OrderSaga>,
-    req: HttpRequest,
+    key: KeyHeader,
     body: JsonObject<NewOrderRequest>,
 ) -> Result<HttpResponse, OrderError> {
-    let key = IdempotencyKey::from_request(&req)?;
     let request = body.into_inner();
-    let keyed = key.map(|key| KeyedRequest::new(key, &request));
-    let price = Amount::parse("price", request.price).map_err(|e| OrderError::Invalid(e.to_string()))?;
+    let keyed = key.with(&request);
+    let price = Amount::parse("price", request.price)?;
     if request.user_id < 1 {
         return Err(OrderError::UnknownUser(request.user_id));
     }

@@ -100,7 +100,7 @@ impl OrderSaga {
         let user = match self.peers.user(user_id, deadline).await {
             Ok(Some(user)) => user,
             Ok(None) => return Err(OrderError::UnknownUser(user_id)),
-            Err(e) => return Err(OrderError::Unavailable(e)),
+            Err(e) => return Err(OrderError::Unavailable(Box::new(e))),
         };
         let driver = Driver::Request { keyed: keyed.is_some() };
         let lease = Lease::new(later(self.lease));
@@ -324,7 +324,7 @@ impl OrderSaga {
                 // rest would meet what stopped this one.
                 break;
             }
-            metrics::recovered("notified");
+            metrics::recovered("finished");
             finished += 1;
         }
         Ok(finished)

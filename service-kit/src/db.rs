@@ -472,7 +472,6 @@ pub enum StorageError {
 
 impl From<&StorageError> for crate::Problem {
     fn from(e: &StorageError) -> Self {
-        log::error!("{e}");
         match e {
             StorageError::Pool(_) | StorageError::Query(DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => {
                 crate::Problem::unavailable("the database is not reachable right now")
@@ -490,9 +489,12 @@ where
     E: From<StorageError> + Send + 'static,
 {
     let pool = pool.clone();
+    let request = crate::request_id::current();
     actix_web::web::block(move || {
-        let mut conn = pool.get().map_err(StorageError::from)?;
-        work(&mut conn)
+        crate::request_id::on_blocking_thread(request, || {
+            let mut conn = pool.get().map_err(StorageError::from)?;
+            work(&mut conn)
+        })
     })
     .await
     .map_err(|_| E::from(StorageError::Cancelled))?

@@ -1,15 +1,22 @@
 //! Swagger UI, served from the binary (vendored assets, no validator badge).
 
-use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::extensions::ExtensionsBuilder;
+use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::server::Server;
-use utoipa::openapi::{ObjectBuilder, OpenApi, Required, Type};
+use utoipa::openapi::{ObjectBuilder, OpenApi, Ref, RefOr, Required, Type};
+
+use crate::problem::{ProblemType, PROBLEM_JSON};
 use utoipa_swagger_ui::{Config, SwaggerUi, Url};
 
-/// A document as served and committed: the servers, no authentication, and
-/// `X-Request-Id` on every operation and every response.
+/// A document as served and committed: the servers, no authentication,
+/// `X-Request-Id` on every operation and every response, the server errors
+/// every operation can answer, the problem catalogue, and the internal
+/// routes marked as such.
 pub fn publish(doc: OpenApi) -> OpenApi {
-    with_request_ids(without_authentication(with_servers(doc)))
+    with_problem_catalogue(internal_routes_marked(with_shared_parts(without_authentication(with_servers(doc)))))
 }
 
 /// No route asks for credentials (the Ingress exposes only the public routes;
@@ -20,12 +27,29 @@ fn without_authentication(mut doc: OpenApi) -> OpenApi {
     doc
 }
 
+const REQUEST_ID: &str = "XRequestId";
+
 fn request_id_schema() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(128))
 }
 
-/// Every operation accepts an `X-Request-Id` and every answer carries one.
-fn with_request_ids(mut doc: OpenApi) -> OpenApi {
+fn problem_response(description: &str) -> Response {
+    let mut response = ResponseBuilder::new()
+        .description(description)
+        .content(PROBLEM_JSON, ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+        .build();
+    response.headers.insert("X-Request-Id".into(), request_id_header());
+    response
+}
+
+fn request_id_header() -> RefOr<Header> {
+    RefOr::Ref(Ref::new(format!("#/components/headers/{REQUEST_ID}")))
+}
+
+/// The parts every operation shares, defined once in `components` and
+/// referenced: the `X-Request-Id` parameter and response header, and the
+/// 500 and 503 answers any operation can give.
+fn with_shared_parts(mut doc: OpenApi) -> OpenApi {
     let parameter = ParameterBuilder::new()
         .name("X-Request-Id")
         .parameter_in(ParameterIn::Header)
@@ -37,27 +61,84 @@ fn with_request_ids(mut doc: OpenApi) -> OpenApi {
         .schema(Some(request_id_schema().pattern(Some("^[\\x21-\\x7E]{1,128}$"))))
         .example(Some(serde_json::json!("5f0c6b2e9d8a4f17b3c2a1e0d9f8c7b6")))
         .build();
-    let parameter = example_in_schema(parameter);
     let header = HeaderBuilder::new()
-        .schema(request_id_schema())
+        .schema(Some(request_id_schema()))
         .description(Some("The request's id: the caller's if it sent a valid one, else a generated one."))
         .build();
-    for item in doc.paths.paths.values_mut() {
-        let operations: [&mut Option<Operation>; 5] =
-            [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
-        for operation in operations.into_iter().flatten() {
-            let parameters = operation.parameters.get_or_insert_with(Vec::new);
-            for p in parameters.iter_mut().filter(|p| p.parameter_in == ParameterIn::Header) {
-                *p = example_in_schema(p.clone());
-            }
-            parameters.push(parameter.clone());
-            for response in operation.responses.responses.values_mut() {
-                if let utoipa::openapi::RefOr::T(response) = response {
-                    response.headers.insert("X-Request-Id".into(), header.clone());
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.parameters.insert(REQUEST_ID.into(), example_in_schema(parameter).into());
+    components.headers.insert(REQUEST_ID.into(), header.into());
+    components.responses.insert(
+        "InternalError".into(),
+        problem_response("The service failed (500 internal-error); nothing was half-written").into(),
+    );
+    components.responses.insert(
+        "Unavailable".into(),
+        problem_response(
+            "A database or a peer service cannot be reached right now (503 service-unavailable); retry later",
+        )
+        .into(),
+    );
+    for operation in operations(&mut doc) {
+        let parameters = operation.parameters.get_or_insert_with(Vec::new);
+        for p in parameters.iter_mut() {
+            if let RefOr::T(parameter) = p {
+                if parameter.parameter_in == ParameterIn::Header {
+                    *p = RefOr::T(example_in_schema(parameter.clone()));
                 }
             }
         }
+        parameters.push(RefOr::Ref(Ref::new(format!("#/components/parameters/{REQUEST_ID}"))));
+        for response in operation.responses.responses.values_mut() {
+            if let RefOr::T(response) = response {
+                response.headers.insert("X-Request-Id".into(), request_id_header());
+            }
+        }
+        let responses = &mut operation.responses.responses;
+        responses.entry("500".into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name("InternalError")));
+        responses.entry("503".into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name("Unavailable")));
     }
+    doc
+}
+
+/// Every operation of the document, with its path.
+fn operations(doc: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch].into_iter().flatten()
+    })
+}
+
+/// Routes under `/internal/` are for the other services only: marked
+/// `x-internal: true` and offered only at the service's own address, never
+/// at the public host.
+fn internal_routes_marked(mut doc: OpenApi) -> OpenApi {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/internal/") {
+            continue;
+        }
+        for operation in
+            [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch].into_iter().flatten()
+        {
+            let mut server = Server::new("/");
+            server.description =
+                Some("The service's own address inside the cluster: the Ingress never routes /internal/".into());
+            operation.servers = Some(vec![server]);
+            let extensions = operation.extensions.get_or_insert_with(Default::default);
+            extensions.merge(ExtensionsBuilder::new().add("x-internal", true).build());
+        }
+    }
+    doc
+}
+
+/// The document's description ends with the catalogue of problem types.
+fn with_problem_catalogue(mut doc: OpenApi) -> OpenApi {
+    let description = doc.info.description.take().unwrap_or_default();
+    doc.info.description = Some(format!(
+        "{description}\n\n## Problem types\n\nEvery error is `application/problem+json` (RFC 9457) with \
+         `type`, `title`, `status`, `detail` and the request's `request_id`. The types all services \
+         answer with:\n\n{}",
+        ProblemType::catalogue_markdown()
+    ));
     doc
 }
 

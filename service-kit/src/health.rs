@@ -33,9 +33,7 @@ pub async fn live() -> HttpResponse {
 pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     if readiness.shutdown.is_begun() {
         return crate::Problem::new(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
-            "Draining",
+            crate::problem::ProblemType::Draining,
             "draining: the process is shutting down; it still answers requests until the drain ends, \
              but should get no new ones",
         )

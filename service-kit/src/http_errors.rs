@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::problem::{Problem, PROBLEM_JSON};
+use crate::problem::{Problem, ProblemType, PROBLEM_JSON};
 
 /// The largest request body accepted: 64 KiB.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -22,9 +22,7 @@ pub fn json_config() -> web::JsonConfig {
 fn json_problem(err: &JsonPayloadError) -> Problem {
     match err {
         JsonPayloadError::ContentType => Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
+            ProblemType::UnsupportedMediaType,
             "the request body must be sent as Content-Type: application/json",
         ),
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => too_large(),
@@ -37,12 +35,7 @@ fn json_problem(err: &JsonPayloadError) -> Problem {
 }
 
 fn too_large() -> Problem {
-    Problem::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload-too-large",
-        "Payload too large",
-        format!("the request body must not exceed {BODY_LIMIT} bytes"),
-    )
+    Problem::new(ProblemType::PayloadTooLarge, format!("the request body must not exceed {BODY_LIMIT} bytes"))
 }
 
 pub fn path_config() -> web::PathConfig {
@@ -50,25 +43,13 @@ pub fn path_config() -> web::PathConfig {
         let PathError::Deserialize(e) = &err else {
             return Problem::bad_request(err.to_string()).into();
         };
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-parameter",
-            "Invalid parameter",
-            format!("the path is not valid: {e}"),
-        )
-        .into()
+        Problem::new(ProblemType::InvalidParameter, format!("the path is not valid: {e}")).into()
     })
 }
 
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req: &HttpRequest| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-parameter",
-            "Invalid parameter",
-            format!("the query is not valid: {err}"),
-        )
-        .into()
+        Problem::new(ProblemType::InvalidParameter, format!("the query is not valid: {err}")).into()
     })
 }
 

@@ -12,7 +12,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemType};
 
 pub const HEADER: &str = "Idempotency-Key";
 
@@ -76,16 +76,30 @@ pub enum KeyRefusal {
 impl From<&KeyRefusal> for Problem {
     fn from(e: &KeyRefusal) -> Problem {
         match e {
-            KeyRefusal::Reused => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
-                "Idempotency-Key reused",
-                e.to_string(),
-            ),
-            KeyRefusal::InProgress => {
-                Problem::new(StatusCode::CONFLICT, "request-in-progress", "Request in progress", e.to_string())
-            }
+            KeyRefusal::Reused => Problem::new(ProblemType::IdempotencyKeyReused, e.to_string()),
+            KeyRefusal::InProgress => Problem::new(ProblemType::RequestInProgress, e.to_string()),
         }
+    }
+}
+
+/// The request's `Idempotency-Key`, if it sent one; as an extractor, a
+/// present but unusable key is a 400 before the handler runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyHeader(pub Option<IdempotencyKey>);
+
+impl actix_web::FromRequest for KeyHeader {
+    type Error = Problem;
+    type Future = std::future::Ready<Result<KeyHeader, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(IdempotencyKey::from_request(req).map(KeyHeader))
+    }
+}
+
+impl KeyHeader {
+    /// The key with the request it came with.
+    pub fn with(self, request: &impl serde::Serialize) -> Option<KeyedRequest> {
+        self.0.map(|key| KeyedRequest::new(key, request))
     }
 }
 

@@ -10,6 +10,7 @@ pub mod health;
 pub mod http_errors;
 pub mod idempotency;
 pub mod ids;
+pub mod logging;
 pub mod metrics;
 pub mod money;
 pub mod peer;

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::BaseUrl;
 use crate::problem::Problem;
-use crate::request_id;
+use crate::{metrics, request_id};
 
 /// The process's one HTTP client. Plain HTTP inside the cluster; keep-alive
 /// pools per peer.
@@ -83,8 +83,24 @@ impl Peer {
         self.client.request(method, self.base.join(path)).header(request_id::HEADER.as_str(), id)
     }
 
-    /// Sends once and sorts the outcome into an answer or an error.
+    /// Sends once and sorts the outcome into an answer or an error; the
+    /// call's latency is recorded by outcome.
     pub async fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<Answer<T>, CallError> {
+        let started = std::time::Instant::now();
+        let result = self.send(req).await;
+        let outcome = match &result {
+            Ok(Answer::Success(..)) => "success",
+            Ok(Answer::Refused(_)) => "refused",
+            Err(CallError::Rejected { .. }) => "rejected",
+            Err(CallError::ServerError { .. }) => "server_error",
+            Err(CallError::BadAnswer { .. }) => "unreadable",
+            Err(CallError::Unreachable { .. } | CallError::BudgetExhausted { .. }) => "unreachable",
+        };
+        metrics::peer_call(self.name, outcome, started.elapsed());
+        result
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<Answer<T>, CallError> {
         let peer = self.name;
         let res = req.send().await.map_err(|e| CallError::Unreachable { peer, reason: describe(&e) })?;
         let status = res.status();
@@ -139,13 +155,12 @@ impl RetryPolicy {
     }
 }
 
-/// Runs `attempt` until it succeeds, fails for good, or the budget is spent.
-/// `on_retry` is told of each retry (for logs and metrics).
+/// Runs `attempt` until it succeeds, fails for good, or the budget is spent;
+/// each retry is logged and counted (`arch_peer_retries_total`).
 pub async fn with_retries<T, Fut>(
     policy: RetryPolicy,
     peer: &'static str,
     attempt: impl FnMut() -> Fut,
-    on_retry: impl Fn(&CallError),
 ) -> Result<T, CallError>
 where
     Fut: Future<Output = Result<T, CallError>>,
@@ -158,7 +173,7 @@ where
         .with_total_delay(Some(policy.budget));
     let retried = attempt.retry(backoff).sleep(tokio::time::sleep).when(CallError::is_retryable).notify(|e, wait| {
         log::warn!("{e}; retrying in {}ms", wait.as_millis());
-        on_retry(e);
+        metrics::peer_retry(peer);
     });
     tokio::time::timeout(policy.budget, retried).await.unwrap_or(Err(CallError::BudgetExhausted { peer }))
 }
@@ -180,18 +195,13 @@ mod tests {
     #[tokio::test]
     async fn retries_transient_failures_then_succeeds() {
         let calls = AtomicUsize::new(0);
-        let out = with_retries(
-            quick(),
-            "billing",
-            || async {
-                if calls.fetch_add(1, Ordering::SeqCst) < 2 {
-                    Err(CallError::ServerError { peer: "billing", status: StatusCode::BAD_GATEWAY })
-                } else {
-                    Ok(7)
-                }
-            },
-            |_| {},
-        )
+        let out = with_retries(quick(), "billing", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(CallError::ServerError { peer: "billing", status: StatusCode::BAD_GATEWAY })
+            } else {
+                Ok(7)
+            }
+        })
         .await;
         assert_eq!(out.unwrap(), 7);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
@@ -200,15 +210,10 @@ mod tests {
     #[tokio::test]
     async fn never_retries_an_unreadable_answer() {
         let calls = AtomicUsize::new(0);
-        let out: Result<(), _> = with_retries(
-            quick(),
-            "billing",
-            || async {
-                calls.fetch_add(1, Ordering::SeqCst);
-                Err(CallError::BadAnswer { peer: "billing", reason: "x".into() })
-            },
-            |_| {},
-        )
+        let out: Result<(), _> = with_retries(quick(), "billing", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(CallError::BadAnswer { peer: "billing", reason: "x".into() })
+        })
         .await;
         assert!(out.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -217,15 +222,10 @@ mod tests {
     #[tokio::test]
     async fn gives_up_when_the_budget_is_spent() {
         let policy = RetryPolicy { budget: Duration::from_millis(50), ..quick() };
-        let out: Result<(), _> = with_retries(
-            policy,
-            "billing",
-            || async {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                Ok(())
-            },
-            |_| {},
-        )
+        let out: Result<(), _> = with_retries(policy, "billing", || async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(())
+        })
         .await;
         assert!(matches!(out, Err(CallError::BudgetExhausted { .. })));
     }

@@ -15,9 +15,30 @@ tokio::task_local! {
     static REQUEST_ID: String;
 }
 
-/// The id of the request this task is serving, if any.
+std::thread_local! {
+    /// The request a blocking thread works for (`web::block` runs on a
+    /// thread of its own, outside the task that holds the id).
+    static BLOCKING_FOR: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The id of the request this task (or this blocking thread) is serving,
+/// if any.
 pub fn current() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    REQUEST_ID.try_with(Clone::clone).ok().or_else(|| BLOCKING_FOR.with(|id| id.borrow().clone()))
+}
+
+/// Runs blocking `work` as part of request `id` (taken with [`current`]
+/// before leaving the task), so that its log lines carry the id.
+pub fn on_blocking_thread<T>(id: Option<String>, work: impl FnOnce() -> T) -> T {
+    struct Restore(Option<String>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            BLOCKING_FOR.with(|id| *id.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(BLOCKING_FOR.with(|slot| slot.replace(id)));
+    work()
 }
 
 /// Runs `fut` as part of the request `id` (for work that outlives a handler,
@@ -62,19 +83,6 @@ pub async fn propagate(
         .await
 }
 
-/// Logs as `ts level request_id target: message`, one line each.
-pub fn init_logging() {
-    use std::io::Write;
-    let env = env_logger::Env::default().default_filter_or("info,actix_web_prom=error");
-    let _ = env_logger::Builder::from_env(env)
-        .format(|buf, record| {
-            let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
-            let rid = current().unwrap_or_else(|| "-".into());
-            writeln!(buf, "{ts} {:<5} request_id={rid} {}: {}", record.level(), record.target(), record.args())
-        })
-        .try_init();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +95,17 @@ mod tests {
         assert!(accept(b"").is_none());
         assert!(accept(b"has space").is_none());
         assert!(accept("ünï".as_bytes()).is_none());
+    }
+
+    #[test]
+    fn blocking_threads_carry_the_id_they_are_given() {
+        let seen = std::thread::spawn(|| {
+            let inside = on_blocking_thread(Some("req-1".into()), current);
+            (inside, current())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, (Some("req-1".into()), None), "set for the work only");
     }
 
     #[test]

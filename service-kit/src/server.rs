@@ -99,7 +99,7 @@ fn launch(
         services.iter().map(|s| (s.routes.clone(), s.docs_slug, docs::publish(s.openapi.clone()))).collect();
     let slugs: Vec<&'static str> = services.iter().map(|s| s.docs_slug).collect();
     let home = if slugs.len() == 1 { format!("/docs/{}/", slugs[0]) } else { "/docs/".to_owned() };
-    let metrics = metrics::middleware();
+    let metrics = metrics::middleware(services.iter().map(|s| (s.name, s.database.clone())).collect());
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(readiness.clone())

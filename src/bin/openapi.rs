@@ -1,5 +1,6 @@
 //! Writes the OpenAPI documents generated from the code to `openapi/`:
-//! `cargo run --bin openapi` (or `-- DIR` for another folder).
+//! `cargo run --bin openapi` (or `-- DIR` for another folder), and the
+//! problem catalogue to `docs/problems.md`.
 
 use std::path::PathBuf;
 
@@ -11,5 +12,8 @@ fn main() -> std::io::Result<()> {
         std::fs::write(&path, order_system::to_yaml(&doc))?;
         println!("wrote {}", path.display());
     }
+    let catalogue = std::path::Path::new("docs/problems.md");
+    std::fs::write(catalogue, order_system::problem_catalogue_page())?;
+    println!("wrote {}", catalogue.display());
     Ok(())
 }

@@ -180,6 +180,12 @@ impl Reply {
             assert!(!self.body[field].is_null(), "problem without {field}: {}", self.text);
         }
         assert_eq!(self.body["status"], status);
+        assert_eq!(
+            self.body["request_id"].as_str(),
+            self.header("x-request-id"),
+            "a problem names the request it answers: {}",
+            self.text
+        );
         self.body["type"].as_str().unwrap().rsplit('/').next().unwrap().to_owned()
     }
 }

@@ -297,7 +297,8 @@ impl System {
                 eprintln!("[order-system {pid}] {line}");
                 lines.lock().unwrap().push(line.clone());
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = addr_tx.send(rest.split(": ").next().unwrap_or(rest).trim().to_owned());
+                    let addr = rest.split(": ").next().unwrap_or(rest).trim().trim_end_matches('"');
+                    let _ = addr_tx.send(addr.to_owned());
                 }
             }
         });

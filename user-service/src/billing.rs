@@ -34,16 +34,11 @@ impl BillingClient {
 
     /// One attempt's worth of budget, for background recovery.
     pub async fn open_with(&self, policy: RetryPolicy, user_id: i64) -> Result<(), OpenAccountError> {
-        let answer = peer::with_retries(
-            policy,
-            self.peer.name,
-            || {
-                let req =
-                    self.peer.request(Method::POST, "/internal/billing/accounts").json(&json!({ "user_id": user_id }));
-                self.peer.call::<Opened>(req)
-            },
-            |_| {},
-        )
+        let answer = peer::with_retries(policy, self.peer.name, || {
+            let req =
+                self.peer.request(Method::POST, "/internal/billing/accounts").json(&json!({ "user_id": user_id }));
+            self.peer.call::<Opened>(req)
+        })
         .await?;
         match answer {
             Answer::Success(..) => Ok(()),

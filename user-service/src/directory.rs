@@ -19,8 +19,16 @@ pub struct User {
     pub created_at: NaiveDateTime,
 }
 
-pub const PENDING: &str = "pending";
-pub const ACTIVE: &str = "active";
+/// A user is stored `pending` and becomes `active` once its billing
+/// account exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum UserStatus {
+    Pending,
+    Active,
+}
+
+service_kit::stored_enum!(UserStatus, "user status" { Pending => "pending", Active => "active" });
 
 /// Which unique field a new user collides on.
 #[derive(Debug, PartialEq)]
@@ -85,7 +93,7 @@ macro_rules! directory {
                         users::first_name.eq(&user.first_name),
                         users::last_name.eq(&user.last_name),
                         users::phone.eq(&user.phone),
-                        users::status.eq(PENDING),
+                        users::status.eq(UserStatus::Pending),
                         users::created_at.eq(now),
                     ))
                     .returning(User::as_returning())
@@ -93,20 +101,27 @@ macro_rules! directory {
             }
 
             fn activate(&mut self, id: i64) -> QueryResult<()> {
-                diesel::update(users::table.find(id)).set(users::status.eq(ACTIVE)).execute(self).map(drop)
+                diesel::update(users::table.find(id)).set(users::status.eq(UserStatus::Active)).execute(self).map(drop)
             }
 
             fn remove_pending(&mut self, id: i64) -> QueryResult<()> {
-                diesel::delete(users::table.find(id).filter(users::status.eq(PENDING))).execute(self).map(drop)
+                diesel::delete(users::table.find(id).filter(users::status.eq(UserStatus::Pending)))
+                    .execute(self)
+                    .map(drop)
             }
 
             fn active_user(&mut self, id: i64) -> QueryResult<Option<User>> {
-                users::table.find(id).filter(users::status.eq(ACTIVE)).select(User::as_select()).first(self).optional()
+                users::table
+                    .find(id)
+                    .filter(users::status.eq(UserStatus::Active))
+                    .select(User::as_select())
+                    .first(self)
+                    .optional()
             }
 
             fn stale_pending(&mut self, before: NaiveDateTime, limit: i64) -> QueryResult<Vec<User>> {
                 users::table
-                    .filter(users::status.eq(PENDING))
+                    .filter(users::status.eq(UserStatus::Pending))
                     .filter(users::created_at.lt(before))
                     .order(users::id)
                     .limit(limit)

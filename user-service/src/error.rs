@@ -1,7 +1,7 @@
-use actix_web::http::StatusCode;
-use service_kit::db::StorageError;
-use service_kit::Problem;
+//! What creating or reading a user can come to besides the user (the
+//! answers for them are in `routes`).
 
+use service_kit::db::StorageError;
 use service_kit::idempotency::KeyRefusal;
 
 use crate::billing::OpenAccountError;
@@ -21,8 +21,6 @@ pub enum UserError {
     #[error(transparent)]
     Key(#[from] KeyRefusal),
     #[error(transparent)]
-    Problem(#[from] Problem),
-    #[error(transparent)]
     Storage(#[from] StorageError),
 }
 
@@ -35,23 +33,3 @@ impl From<diesel::result::Error> for UserError {
         UserError::Storage(StorageError::Query(e))
     }
 }
-
-impl From<&UserError> for Problem {
-    fn from(e: &UserError) -> Problem {
-        let detail = e.to_string();
-        match e {
-            UserError::Invalid(_) => Problem::validation(detail),
-            UserError::Taken(Taken::Username) => {
-                Problem::new(StatusCode::CONFLICT, "username-taken", "Username taken", detail)
-            }
-            UserError::Taken(Taken::Email) => Problem::new(StatusCode::CONFLICT, "email-taken", "E-mail taken", detail),
-            UserError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "user-not-found", "User not found", detail),
-            UserError::BillingUnavailable(cause) => Problem::unavailable(format!("{detail}: {cause}")),
-            UserError::Key(refusal) => Problem::from(refusal),
-            UserError::Problem(p) => p.clone(),
-            UserError::Storage(s) => Problem::from(s),
-        }
-    }
-}
-
-service_kit::problem_response!(UserError);

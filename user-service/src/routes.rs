@@ -1,19 +1,36 @@
 //! `POST /users` and `GET /users/{id}`.
 
 use actix_web::web::{self, Json, Path};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 use serde::{Deserialize, Serialize};
 use service_kit::body::JsonObject;
-use service_kit::idempotency::{IdempotencyKey, KeyedRequest, StoredResponse};
+use service_kit::idempotency::{KeyHeader, StoredResponse};
 use service_kit::ids::Id;
-use service_kit::problem::BodyRefusals;
+use service_kit::problem::{BodyRefusals, ProblemType};
 use service_kit::{time, Problem};
 use utoipa::ToSchema;
 
-use crate::directory::User;
+use crate::directory::{Taken, User};
 use crate::domain::{optional_phone, optional_text, Email, NewUser, Username};
 use crate::error::UserError;
 use crate::registration::{Registration, Users};
+
+impl From<&UserError> for Problem {
+    fn from(e: &UserError) -> Problem {
+        let detail = e.to_string();
+        match e {
+            UserError::Invalid(_) => Problem::new(ProblemType::ValidationError, detail),
+            UserError::Taken(Taken::Username) => Problem::new(ProblemType::UsernameTaken, detail),
+            UserError::Taken(Taken::Email) => Problem::new(ProblemType::EmailTaken, detail),
+            UserError::NotFound(_) => Problem::new(ProblemType::UserNotFound, detail),
+            UserError::BillingUnavailable(cause) => Problem::unavailable(format!("{detail}: {cause}")),
+            UserError::Key(refusal) => Problem::from(refusal),
+            UserError::Storage(s) => Problem::from(s),
+        }
+    }
+}
+
+service_kit::problem_response!(UserError);
 
 /// A user.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -120,12 +137,11 @@ impl NewUserRequest {
 )]
 pub async fn create_user(
     users: web::Data<Users>,
-    req: HttpRequest,
+    key: KeyHeader,
     body: JsonObject<NewUserRequest>,
 ) -> Result<HttpResponse, UserError> {
-    let key = IdempotencyKey::from_request(&req)?;
     let request = body.into_inner();
-    let keyed = key.map(|key| KeyedRequest::new(key, &request));
+    let keyed = key.with(&request);
     let user = request.parse()?;
     Ok(match users.register(user, keyed).await? {
         Registration::Created(user) => answer_for(&user).to_response(),

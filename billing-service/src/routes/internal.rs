@@ -61,7 +61,7 @@ pub async fn open_account(
     billing: web::Data<Billing>,
     body: JsonObject<OpenAccountRequest>,
 ) -> Result<HttpResponse, BillingError> {
-    let user_id = Id::try_from(body.user_id).map_err(BillingError::Invalid)?;
+    let user_id = Id::try_from(body.user_id).map_err(|_| BillingError::InvalidUserId(body.user_id))?;
     let (account, created) = billing.open_account(user_id.get()).await?;
     let mut res = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
     Ok(res

@@ -2,10 +2,32 @@ pub mod accounts;
 pub mod internal;
 
 use serde::Serialize;
+use service_kit::problem::ProblemType;
 use service_kit::Problem;
 use utoipa::ToSchema;
 
+use crate::domain::EntryKind;
+use crate::error::BillingError;
 use crate::ledger::{Account, Entry, Receipt};
+
+impl From<&BillingError> for Problem {
+    fn from(e: &BillingError) -> Problem {
+        let detail = e.to_string();
+        let kind = match e {
+            BillingError::NoAccount(_) => ProblemType::AccountNotFound,
+            BillingError::InsufficientFunds { .. } => ProblemType::InsufficientFunds,
+            BillingError::BalanceOverflow => ProblemType::BalanceOverflow,
+            BillingError::ReferenceReused => ProblemType::ReferenceReused,
+            BillingError::InvalidAmount(_) | BillingError::InvalidReference(_) | BillingError::InvalidUserId(_) => {
+                ProblemType::ValidationError
+            }
+            BillingError::Storage(s) => return Problem::from(s),
+        };
+        Problem::new(kind, detail)
+    }
+}
+
+service_kit::problem_response!(BillingError);
 
 /// What a withdrawal answers, on the public route and on order-service's.
 #[derive(utoipa::IntoResponses)]
@@ -72,13 +94,6 @@ impl From<Receipt> for ReceiptBody {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryKindBody {
-    Deposit,
-    Withdrawal,
-}
-
 /// One ledger entry.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -88,7 +103,7 @@ pub enum EntryKindBody {
 pub struct EntryBody {
     #[schema(minimum = 1)]
     pub id: i64,
-    pub kind: EntryKindBody,
+    pub kind: EntryKind,
     /// Minor units.
     #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount: i64,
@@ -103,7 +118,7 @@ impl From<Entry> for EntryBody {
     fn from(e: Entry) -> Self {
         EntryBody {
             id: e.id,
-            kind: if e.kind == "deposit" { EntryKindBody::Deposit } else { EntryKindBody::Withdrawal },
+            kind: e.kind,
             amount: e.amount,
             balance_after: e.balance_after,
             reference: e.reference,
