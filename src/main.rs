@@ -3,15 +3,16 @@
 use std::net::SocketAddr;
 
 use service_kit::config;
-use service_kit::server::{bind, or_exit, start};
+use service_kit::server::{bind, or_exit, serve};
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     service_kit::request_id::init_logging();
     let addr: SocketAddr = or_exit(config::var_or("BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080))));
+    let shutdown = or_exit(config::ShutdownSettings::from_env());
     let listener = or_exit(bind(addr));
     let bound = listener.local_addr()?;
     let services = or_exit(order_system::services(order_system::own_url(bound)));
     log::info!("order-system listening on {bound}: Swagger UI at http://localhost:{}/docs/", bound.port());
-    start(listener, services)?.await
+    serve(listener, services, shutdown).await
 }

@@ -60,3 +60,14 @@ fn an_unreachable_postgres_is_reported_not_hung() {
     assert!(error_line(&stderr).contains("postgres://nobody@127.0.0.1:1/users"), "{stderr}");
     assert!(started.elapsed().as_secs() < 60);
 }
+
+#[test]
+fn a_bad_drain_is_named() {
+    refused_naming("SHUTDOWN_DRAIN_MS", "soon");
+    refused_naming("SHUTDOWN_DRAIN_MS", "-1");
+}
+
+#[test]
+fn a_zero_in_flight_bound_is_named() {
+    refused_naming("SHUTDOWN_TIMEOUT_MS", "0");
+}

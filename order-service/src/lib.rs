@@ -16,7 +16,7 @@ use actix_web::web;
 use service_kit::config::{self, BaseUrl, CommonSettings, ConfigError, Millis};
 use service_kit::db::{self, DatabaseSetupError, Migrations, SqlMigration};
 use service_kit::peer::{self, Peer};
-use service_kit::server::Service;
+use service_kit::server::{Service, Shutdown};
 use utoipa::OpenApi;
 
 use crate::peers::Peers;
@@ -100,7 +100,7 @@ pub fn service(settings: &Settings, client: reqwest::Client) -> Result<Service, 
         // Past the request's budget, with room for its last writes.
         lease: settings.budget + Duration::from_secs(5),
     };
-    let recovery = recovery_loop(saga.clone(), settings.recovery_interval);
+    let (recovery, every) = (saga.clone(), settings.recovery_interval);
     let saga = web::Data::new(saga);
     Ok(Service {
         name: NAME,
@@ -111,21 +111,27 @@ pub fn service(settings: &Settings, client: reqwest::Client) -> Result<Service, 
             cfg.app_data(saga.clone());
             routes(cfg);
         }),
-        tasks: vec![Box::pin(recovery)],
+        tasks: vec![Box::new(move |shutdown| Box::pin(recovery_loop(recovery, every, shutdown)))],
     })
 }
 
 /// At start-up and then every `every`: finish what requests left unfinished.
-async fn recovery_loop(saga: OrderSaga, every: Duration) {
-    loop {
+/// Once the process begins to stop, no new round starts (a round under way
+/// finishes; the server waits for it within its shutdown bound).
+async fn recovery_loop(saga: OrderSaga, every: Duration, shutdown: Shutdown) {
+    while !shutdown.is_begun() {
         let id = format!("recovery-{}", service_kit::request_id::generate());
         match service_kit::request_id::scope(id, saga.recover()).await {
             Ok(0) => {}
             Ok(n) => log::info!("recovery finished {n} order(s)"),
             Err(e) => log::warn!("order recovery failed: {e}"),
         }
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.begun() => {}
+        }
     }
+    log::info!("order recovery stopped: the process is shutting down");
 }
 
 pub fn http_client(settings: &Settings) -> reqwest::Client {

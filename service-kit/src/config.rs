@@ -75,6 +75,20 @@ impl FromStr for Millis {
     }
 }
 
+/// A duration in milliseconds where 0 is meaningful ("not at all").
+#[derive(Debug, Clone, Copy)]
+pub struct MillisOrZero(pub Duration);
+
+impl FromStr for MillisOrZero {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<u64>()
+            .map(|ms| MillisOrZero(Duration::from_millis(ms)))
+            .map_err(|_| "expected a whole number of milliseconds, 0 or more".into())
+    }
+}
+
 /// A peer's base URL: `http://host:port`, no trailing slash.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BaseUrl(String);
@@ -114,6 +128,7 @@ pub struct CommonSettings {
     pub database_url: DatabaseUrl,
     /// `None`: the backend's default (see `DatabaseUrl::default_pool_size`).
     pub pool_size: Option<u32>,
+    pub shutdown: ShutdownSettings,
 }
 
 impl CommonSettings {
@@ -123,6 +138,36 @@ impl CommonSettings {
             bind_addr: var_or("BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
             database_url: var_or("DATABASE_URL", default_sqlite.parse().expect("valid default"))?,
             pool_size: pool_size()?,
+            shutdown: ShutdownSettings::from_env()?,
+        })
+    }
+}
+
+/// What SIGTERM (or SIGINT) does: readiness turns 503 at once, the server
+/// keeps serving for `drain` so that load balancers that poll readiness stop
+/// sending before the listener closes, then it stops accepting and gives the
+/// requests in flight (and background rounds) up to `timeout` to finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownSettings {
+    /// `SHUTDOWN_DRAIN_MS`, default 0: a local run has no load balancer to wait for.
+    pub drain: Duration,
+    /// `SHUTDOWN_TIMEOUT_MS`, default 30000: the bound on finishing in-flight work.
+    /// A request's own budget is 5 s by default, so 30 s only runs out on a hung peer.
+    pub timeout: Duration,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings { drain: Duration::ZERO, timeout: Duration::from_secs(30) }
+    }
+}
+
+impl ShutdownSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let default = ShutdownSettings::default();
+        Ok(ShutdownSettings {
+            drain: var_or("SHUTDOWN_DRAIN_MS", MillisOrZero(default.drain))?.0,
+            timeout: var_or("SHUTDOWN_TIMEOUT_MS", Millis(default.timeout))?.0,
         })
     }
 }
@@ -158,5 +203,14 @@ mod tests {
         assert!("0".parse::<Millis>().is_err());
         assert!("abc".parse::<Millis>().is_err());
         assert_eq!("250".parse::<Millis>().unwrap().0, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_drain_may_be_zero_but_not_negative_or_fractional() {
+        assert_eq!("0".parse::<MillisOrZero>().unwrap().0, Duration::ZERO);
+        assert_eq!("5000".parse::<MillisOrZero>().unwrap().0, Duration::from_secs(5));
+        for bad in ["-1", "1.5", "5s", ""] {
+            assert!(bad.parse::<MillisOrZero>().is_err(), "{bad}");
+        }
     }
 }

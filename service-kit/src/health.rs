@@ -1,16 +1,19 @@
 //! Probes: live means the process answers; ready means every database it
-//! owns is reachable.
+//! owns is reachable and the process is not stopping.
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::{self, DbPool};
+use crate::server::Shutdown;
 
-/// The databases behind this process, by the service that owns each.
+/// The databases behind this process, by the service that owns each, and
+/// whether it has begun to stop.
 #[derive(Clone, Default)]
 pub struct Readiness {
     pub databases: Vec<(&'static str, DbPool)>,
+    pub shutdown: Shutdown,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -28,6 +31,16 @@ pub async fn live() -> HttpResponse {
 }
 
 pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
+    if readiness.shutdown.is_begun() {
+        return crate::Problem::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "Draining",
+            "draining: the process is shutting down; it still answers requests until the drain ends, \
+             but should get no new ones",
+        )
+        .to_response();
+    }
     let databases = readiness.databases.clone();
     let checks = web::block(move || {
         databases

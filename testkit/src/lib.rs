@@ -88,6 +88,7 @@ impl TestDb {
             bind_addr: ([127, 0, 0, 1], 0).into(),
             database_url: self.database_url(),
             pool_size: Some(pool_size),
+            shutdown: Default::default(),
         }
     }
 }

@@ -20,4 +20,5 @@ passed=$(grep -E '^test result:' "$ARTIFACTS/cargo-test.log" | awk '{s+=$4} END 
 failed=$(grep -E '^test result:' "$ARTIFACTS/cargo-test.log" | awk '{s+=$6} END {print s+0}')
 echo "rust tests: $passed passed, $failed failed"
 echo "  of which on PostgreSQL: $(grep -cE '^test postgres::.* ok$' "$ARTIFACTS/cargo-test.log"), on SQLite: $(grep -cE '^test sqlite::.* ok$' "$ARTIFACTS/cargo-test.log")"
+cat "$ARTIFACTS"/shutdown-drain-*.txt 2>/dev/null || true  # the drain's measured timings (tests/shutdown.rs)
 exit "$status"

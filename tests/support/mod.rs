@@ -258,6 +258,11 @@ impl System {
     /// get scratch SQLite files and stay unused), and points `api.orders`
     /// at it.
     pub async fn spawn_orders_process(&mut self, timing: Timing) -> OrderProcess {
+        self.spawn_orders_process_with(timing, &[]).await
+    }
+
+    /// [`System::spawn_orders_process`] with more environment variables.
+    pub async fn spawn_orders_process_with(&mut self, timing: Timing, env: &[(&str, &str)]) -> OrderProcess {
         let (billing, notifications) = self.order_peers();
         let scratch: Vec<TestDb> = (0..3).map(|_| TestDb::fresh(Backend::Sqlite, "scratch").unwrap()).collect();
         let ms = |d: Duration| d.as_millis().to_string();
@@ -275,6 +280,7 @@ impl System {
             .env("RECOVERY_INTERVAL_MS", ms(timing.recovery_interval))
             .env("DATABASE_POOL_SIZE", "4")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -283,16 +289,19 @@ impl System {
         let pid = child.id();
         let stderr = child.stderr.take().expect("piped stderr");
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             use std::io::BufRead;
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[order-system {pid}] {line}");
+                lines.lock().unwrap().push(line.clone());
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     let _ = addr_tx.send(rest.split(": ").next().unwrap_or(rest).trim().to_owned());
                 }
             }
         });
-        let mut process = OrderProcess { child, url: String::new(), _scratch: scratch };
+        let mut process = OrderProcess { child, url: String::new(), log, _scratch: scratch };
         let addr = eventually_value(Duration::from_secs(30), || addr_rx.try_recv().ok()).await;
         let addr =
             addr.unwrap_or_else(|| panic!("order-system did not say where it listens: {:?}", process.child.try_wait()));
@@ -391,6 +400,8 @@ impl System {
 pub struct OrderProcess {
     child: Child,
     pub url: String,
+    /// Its stderr (the log), line by line as it comes.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _scratch: Vec<TestDb>,
 }
 
@@ -403,6 +414,11 @@ impl OrderProcess {
     pub fn kill(&mut self) {
         self.child.kill().expect("SIGKILL sent");
         self.child.wait().expect("reaped");
+    }
+
+    /// The log lines so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// SIGTERM: asks for a graceful shutdown.

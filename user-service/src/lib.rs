@@ -16,7 +16,7 @@ use actix_web::web;
 use service_kit::config::{self, BaseUrl, CommonSettings, ConfigError, Millis};
 use service_kit::db::{self, DatabaseSetupError, Migrations, SqlMigration};
 use service_kit::peer::{self, Peer, RetryPolicy};
-use service_kit::server::Service;
+use service_kit::server::{Service, Shutdown};
 use utoipa::OpenApi;
 
 use crate::billing::BillingClient;
@@ -92,7 +92,7 @@ pub fn service(settings: &Settings, client: reqwest::Client) -> Result<Service, 
             policy: RetryPolicy::within(settings.budget),
         },
     };
-    let recovery = recovery_loop(users.clone(), settings.recovery_interval);
+    let (recovery, every) = (users.clone(), settings.recovery_interval);
     let users = web::Data::new(users);
     Ok(Service {
         name: NAME,
@@ -103,18 +103,24 @@ pub fn service(settings: &Settings, client: reqwest::Client) -> Result<Service, 
             cfg.app_data(users.clone());
             routes(cfg);
         }),
-        tasks: vec![Box::pin(recovery)],
+        tasks: vec![Box::new(move |shutdown| Box::pin(recovery_loop(recovery, every, shutdown)))],
     })
 }
 
-async fn recovery_loop(users: Users, every: Duration) {
+/// Every `every`: finish registrations that requests left half done. Once
+/// the process begins to stop, no new round starts.
+async fn recovery_loop(users: Users, every: Duration, shutdown: Shutdown) {
     loop {
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.begun() => break,
+        }
         let id = format!("recovery-{}", service_kit::request_id::generate());
         if let Err(e) = service_kit::request_id::scope(id, users.recover(STALE_AFTER)).await {
             log::warn!("user recovery failed: {e}");
         }
     }
+    log::info!("user recovery stopped: the process is shutting down");
 }
 
 /// The process's one HTTP client, for a binary that runs this service alone.
