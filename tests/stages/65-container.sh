@@ -221,7 +221,7 @@ for svc in "${SERVICES[@]}"; do
   writable_var="WRITABLE_${var}[@]"
   python - "$pid" "$svc" "${!uid_var}" "${!gid_var}" "${!nnp_var}" "${!seccomp_var}" "${!ro_var}" \
     "$(IFS=,; echo "${!groups_var}")" "$(IFS=,; echo "${!writable_var}")" <<'PY'
-import sys
+import os, sys
 pid, svc, uid, gid, nnp, seccomp, ro_root, groups, writable = sys.argv[1:]
 status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines())
 f = {k: v.split() for k, v in status.items()}
@@ -247,6 +247,16 @@ for line in open(f"/proc/{pid}/mountinfo"):
         problems.append("root file system is not read-only")
 expected = sorted(f"{p} (tmpfs)" for p in writable.split(",") if p)
 if sorted(rw) != expected: problems.append(f"writable mounts {sorted(rw)}, expected only the emptyDirs {expected}")
+# Files named by the environment (the mounted signing key): there, readable by the
+# process's groups only, as the kubelet mounts a Secret with fsGroup and mode 0440.
+env = dict(e.split("=", 1) for e in open(f"/proc/{pid}/environ").read().split("\0") if "=" in e)
+for name, path in env.items():
+    if name.endswith("_FILE"):
+        st = os.stat(f"/proc/{pid}/root{path}")
+        if not (st.st_mode & 0o040 and st.st_gid in map(int, f["Groups"])) or st.st_mode & 0o007:
+            problems.append(f"{name}={path}: mode {st.st_mode & 0o777:o} group {st.st_gid}")
+        else:
+            print(f"  {svc}: {name}={path} readable by its group {st.st_gid} only")
 if problems:
     print(f"  {svc}: " + "; ".join(problems), file=sys.stderr)
     sys.exit(1)
