@@ -130,16 +130,79 @@ prepare_chart_run() {
   ROLES=()
 }
 
-# plan_from_chart [local_plan.py options]: renders the chart into $WORK with a free loopback
-# port per service and the local PostgreSQL, and sources the plan (plan.sh).
+# plan_from_chart [local_plan.py options]: renders the chart into $WORK as a loopback
+# topology (tests/helm/local_plan.py: a port per replica, HAProxy per Service, nginx for
+# the Ingress, the local PostgreSQL) and sources the plan (plan.sh). The pools are sized
+# for eight processes sharing the local server's 100 connections with everyone else.
 plan_from_chart() {
-  local svc port_args=()
-  for svc in user-service billing-service order-service notification-service; do
-    port_args+=(--port "$svc=$(free_port)")
-  done
-  python "$REPO_ROOT/tests/helm/local_plan.py" --work "$WORK" "${port_args[@]}" --pg-host 127.0.0.1 --pg-port 5432 "$@"
+  local pools='{"userService":{"databasePoolSize":3},"billingService":{"databasePoolSize":3},"orderService":{"databasePoolSize":3},"notificationService":{"databasePoolSize":3}}'
+  python "$REPO_ROOT/tests/helm/local_plan.py" --work "$WORK" --pg-host 127.0.0.1 --pg-port 5432 --values "$pools" "$@"
   # shellcheck source=/dev/null
   source "$WORK/plan.sh"
+}
+
+# start_replica REPLICA LOGFILE: one replica of the plan (e.g. order-service-1) with exactly
+# its rendered environment; its PID goes to REPLICA_PID[REPLICA]. Starting it again after it
+# stopped reuses its port, as a restarted pod keeps its Service.
+declare -gA REPLICA_PID
+start_replica() {
+  local replica="$1" env_var="ENV_${1//-/_}[@]"
+  start_bg "$2" env -i "${!env_var}" "$BIN/${BINARY[${REPLICA_SERVICE[$replica]}]}"
+  REPLICA_PID[$replica]=${STARTED_PIDS[-1]}
+}
+
+# wait_replica_ready REPLICA [seconds]: its startup, liveness and readiness probes answer 200.
+wait_replica_ready() {
+  local probe probes_var="PROBES_${1//-/_}[@]"
+  for probe in "${!probes_var}"; do
+    wait_for_http "${probe#* }" "${2:-60}" || return 1
+  done
+}
+
+# start_chart_topology LOGPREFIX: every replica of the plan, HAProxy in front of them
+# (the Services) and nginx from the Ingress in front of that; sets BASE. Logs go to
+# $ARTIFACTS/LOGPREFIX-<replica|haproxy|nginx>.log.
+start_chart_topology() {
+  local replica
+  log "start ${#REPLICAS[@]} replicas with the rendered command and environment"
+  for replica in "${REPLICAS[@]}"; do start_replica "$replica" "$ARTIFACTS/$1-$replica.log"; done
+  for replica in "${REPLICAS[@]}"; do
+    wait_replica_ready "$replica" 120 || { tail -n 40 "$ARTIFACTS/$1-$replica.log" >&2; return 1; }
+    echo "  $replica (pid ${REPLICA_PID[$replica]}): probes answer 200"
+  done
+  start_haproxy "$ARTIFACTS/$1-haproxy.log"
+  start_nginx_from_ingress "$ARTIFACTS/$1-nginx.log"
+}
+
+# haproxy_servers_up: how many replicas HAProxy has in rotation now.
+haproxy_servers_up() {
+  curl -fsS "${HAPROXY_STATS_URL};csv" | awk -F, 'NR > 1 && $2 != "FRONTEND" && $2 != "BACKEND" && $18 == "UP"' | wc -l
+}
+
+# start_haproxy LOGFILE: the Services (haproxy.cfg of the plan); waits until every
+# replica is in rotation.
+start_haproxy() {
+  ensure_debs haproxy
+  log "HAProxy: one listener per Service over its replicas, readiness-checked"
+  haproxy -c -q -f "$WORK/haproxy.cfg"
+  start_bg "$1" haproxy -f "$WORK/haproxy.cfg" -db
+  for _ in $(seq 1 100); do
+    [ "$(haproxy_servers_up 2>/dev/null || echo 0)" -eq "${#REPLICAS[@]}" ] && return 0
+    sleep 0.1
+  done
+  echo "HAProxy: only $(haproxy_servers_up) of ${#REPLICAS[@]} replicas in rotation after 10 s" >&2
+  return 1
+}
+
+# start_nginx_from_ingress LOGFILE: nginx with the config rendered from the chart's
+# Ingress (nginx/nginx.conf of the plan); sets BASE to its URL and waits until it routes.
+start_nginx_from_ingress() {
+  ensure_debs nginx-light
+  log "nginx for $INGRESS_HOST from the rendered Ingress"
+  nginx -q -t -p "$WORK/nginx" -c nginx.conf -g 'daemon off;'
+  start_bg "$1" nginx -p "$WORK/nginx" -c nginx.conf -g 'daemon off;'
+  BASE=$(cat "$WORK/nginx/base-url")
+  wait_for_http "$BASE/docs/users/openapi.json" 30
 }
 
 # The four service binaries must have been built by build_release.
@@ -179,28 +242,15 @@ init_databases_like_the_chart() {
   done
 }
 
-# Every service whose plan.sh entry has a METRICS_URL_<service> answers Prometheus text there.
+# Every replica whose plan.sh entry has a METRICS_URL_<replica> answers Prometheus text there.
 check_metrics_endpoints() {
-  local svc metrics_var
-  for svc in "${SERVICES[@]}"; do
-    metrics_var="METRICS_URL_${svc//-/_}"
+  local replica metrics_var
+  for replica in "${REPLICAS[@]}"; do
+    metrics_var="METRICS_URL_${replica//-/_}"
     [ -n "${!metrics_var:-}" ] || continue
-    curl -fsS "${!metrics_var}" | grep -q '^# TYPE ' || { echo "$svc: ${!metrics_var} is not Prometheus text" >&2; exit 1; }
-    echo "  $svc metrics ${!metrics_var}: 200"
+    curl -fsS "${!metrics_var}" | grep -q '^# TYPE ' || { echo "$replica: ${!metrics_var} is not Prometheus text" >&2; exit 1; }
+    echo "  $replica metrics ${!metrics_var}: 200"
   done
-}
-
-# Starts tests/helm/ingress_proxy.py from the rendered Ingress in $WORK, logging to $1;
-# sets BASE to its URL and waits until it routes.
-start_ingress_stand_in() {
-  local port
-  log "ingress stand-in for $INGRESS_HOST from the rendered Ingress"
-  port=$(free_port)
-  BASE="http://127.0.0.1:$port"
-  start_bg "$1" python "$REPO_ROOT/tests/helm/ingress_proxy.py" \
-    --ingress "$WORK/ingress.json" --upstreams "$WORK/upstreams.json" \
-    --host "$INGRESS_HOST" --listen "127.0.0.1:$port"
-  wait_for_http "$BASE/docs/users/openapi.json" 30
 }
 
 stage_scratch() {

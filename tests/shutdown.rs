@@ -209,8 +209,30 @@ async fn sigterm_drains_before_it_stops_accepting(backend: Backend) {
     assert_eq!(sys.balance(user).await, 650);
 }
 
+/// SIGINT (Ctrl-C) drains like SIGTERM, and a second signal cuts the drain short.
+async fn sigint_drains_and_a_second_signal_cuts_it_short(backend: Backend) {
+    let mut sys = System::with_faults(backend, timing(), Orders::Later).await;
+    let mut process = sys.spawn_orders_process_with(timing(), &[("SHUTDOWN_DRAIN_MS", "60000")]).await;
+    let ready_url = format!("{}/health/ready", sys.api.orders.base);
+    process.signal("INT");
+    let draining = eventually(PATIENCE, || async {
+        status_on_a_new_connection(&ready_url).await.is_some_and(|(status, _)| status == 503)
+    })
+    .await;
+    assert!(draining, "readiness turned 503 after SIGINT");
+    let signalled = Instant::now();
+    process.signal("TERM");
+    let status = process.exit_status(PATIENCE).await.expect("the second signal ended the 60 s drain");
+    assert!(status.success(), "exit status {status:?}");
+    eprintln!("SIGINT, then SIGTERM: exit 0 {} ms after the second signal", signalled.elapsed().as_millis());
+    let log = process.log();
+    assert!(log.iter().any(|l| l.contains("SIGINT: readiness is 503")), "{log:#?}");
+    assert!(log.iter().any(|l| l.contains("SIGTERM: drain cut short")), "{log:#?}");
+}
+
 on_both_backends!(
     sigterm_finishes_the_request_in_flight,
     graceful_stop_finishes_the_request_in_flight,
-    sigterm_drains_before_it_stops_accepting
+    sigterm_drains_before_it_stops_accepting,
+    sigint_drains_and_a_second_signal_cuts_it_short
 );

@@ -64,7 +64,8 @@ billingService:
   binary: billing-service
   prefix: /billing
   docs: /docs/billing
-  peers: {}
+  peers:
+    USER_SERVICE_URL: userService
 orderService:
   component: order-service
   binary: order-service
@@ -79,7 +80,31 @@ notificationService:
   binary: notification-service
   prefix: /notifications
   docs: /docs/notifications
-  peers: {}
+  peers:
+    USER_SERVICE_URL: userService
+{{- end }}
+
+{{/*
+What the Ingress and the HTTPRoute route on the public host, and nothing else:
+each service's public prefix and Swagger UI, and user-service's JWK Set (the key
+the other services and clients verify tokens with). Never /internal/...,
+/health/... or /metrics. Prefix matches whole path segments in both APIs.
+*/}}
+{{- define "order-system.publicRoutes" -}}
+{{- $services := include "order-system.services" . | fromYaml }}
+{{- range $key := list "userService" "billingService" "orderService" "notificationService" }}
+{{- $svc := index $services $key }}
+{{- range $path := list $svc.prefix $svc.docs }}
+- path: {{ $path }}
+  exact: false
+  component: {{ $svc.component }}
+{{- end }}
+{{- if eq $key "userService" }}
+- path: /.well-known/jwks.json
+  exact: true
+  component: {{ $svc.component }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -103,7 +128,7 @@ Call with (dict "root" $ "key" "userService" "component" "user-service").
 */}}
 {{- define "order-system.databaseSecretName" -}}
 {{- if .root.Values.postgresql.enabled }}
-{{- printf "%s-postgresql" (include "order-system.fullname" .root) }}
+{{- include "order-system.postgresqlSecretName" .root }}
 {{- else }}
 {{- required "externalDatabase.existingSecret is required when postgresql.enabled is false" .root.Values.externalDatabase.existingSecret }}
 {{- end }}
@@ -114,6 +139,62 @@ Call with (dict "root" $ "key" "userService" "component" "user-service").
 {{- printf "%s-database-url" .component }}
 {{- else }}
 {{- required (printf "externalDatabase.secretKeys.%s is required" .key) (index .root.Values.externalDatabase.secretKeys .key) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret with the PostgreSQL passwords and the services' DATABASE_URLs: the chart's
+own (generated) or postgresql.existingSecret.
+*/}}
+{{- define "order-system.postgresqlSecretName" -}}
+{{- default (printf "%s-postgresql" (include "order-system.fullname" .)) .Values.postgresql.existingSecret }}
+{{- end }}
+
+{{/*
+The Secrets of the identity feature: the token signing key (user-service only) and
+the service credential INTERNAL_API_TOKEN (all four), generated or existing.
+*/}}
+{{- define "order-system.signingKeySecretName" -}}
+{{- default (printf "%s-signing-key" (include "order-system.fullname" .)) .Values.auth.signingKey.existingSecret }}
+{{- end }}
+
+{{- define "order-system.internalApiTokenSecretName" -}}
+{{- default (printf "%s-internal-api-token" (include "order-system.fullname" .)) .Values.auth.internalApiToken.existingSecret }}
+{{- end }}
+
+{{/*
+SHUTDOWN_DRAIN_MS: how long a pod keeps serving after SIGTERM with readiness 503.
+Default: the time the readiness probe needs to see the 503 (periodSeconds x
+failureThreshold) plus shutdown.endpointPropagationSeconds for the endpoint change
+to reach kube-proxy and the ingress controller. A value set in shutdown.drainMs
+must be longer than the probe's part, or pods would close while still in rotation.
+*/}}
+{{- define "order-system.drainMs" -}}
+{{- $r := .Values.probes.readiness }}
+{{- $noticeMs := mul (default 10 $r.periodSeconds) (default 3 $r.failureThreshold) 1000 }}
+{{- if kindIs "invalid" .Values.shutdown.drainMs }}
+{{- add $noticeMs (mul .Values.shutdown.endpointPropagationSeconds 1000) }}
+{{- else if le (int64 .Values.shutdown.drainMs) (int64 $noticeMs) }}
+{{- fail (printf "shutdown.drainMs=%v must be longer than the readiness probe takes to notice a draining pod (probes.readiness.periodSeconds x failureThreshold = %v ms)" .Values.shutdown.drainMs $noticeMs) }}
+{{- else }}
+{{- int64 .Values.shutdown.drainMs }}
+{{- end }}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: longer than the drain plus the in-flight bound
+(SHUTDOWN_TIMEOUT_MS), so the kubelet's SIGKILL never cuts a drain short. Computed
+(rounded up, plus 5 s) when null; a value that is not longer fails the render.
+*/}}
+{{- define "order-system.terminationGracePeriodSeconds" -}}
+{{- $neededMs := add (include "order-system.drainMs" . | int64) (int64 .Values.shutdown.timeoutMs) }}
+{{- $needed := div (add $neededMs 999) 1000 }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- add $needed 5 }}
+{{- else if le (int64 .Values.terminationGracePeriodSeconds) (int64 $needed) }}
+{{- fail (printf "terminationGracePeriodSeconds=%v must be longer than the drain plus the in-flight bound (%v ms = SHUTDOWN_DRAIN_MS %v + shutdown.timeoutMs %v)" .Values.terminationGracePeriodSeconds $neededMs (include "order-system.drainMs" .) .Values.shutdown.timeoutMs) }}
+{{- else }}
+{{- int64 .Values.terminationGracePeriodSeconds }}
 {{- end }}
 {{- end }}
 

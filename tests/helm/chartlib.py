@@ -27,20 +27,23 @@ KUBE_VERSION = "1.30.0"
 INGRESS_HOST = "arch.homework"
 
 # What each binary reads (the services' contract): required, and optional tunables.
+# billing- and notification-service call user-service for its public key (tokens).
 SERVICES = {
     "user-service": {
         "values_key": "userService",
         "prefix": "/users",
         "docs": "/docs/users",
         "peers": {"BILLING_SERVICE_URL": "billing-service"},
-        "optional": {"DATABASE_POOL_SIZE"},
+        "own": {"AUTH_SIGNING_KEY_FILE", "TOKEN_TTL_SECONDS"},
+        "optional": set(),
     },
     "billing-service": {
         "values_key": "billingService",
         "prefix": "/billing",
         "docs": "/docs/billing",
-        "peers": {},
-        "optional": {"DATABASE_POOL_SIZE"},
+        "peers": {"USER_SERVICE_URL": "user-service"},
+        "own": set(),
+        "optional": set(),
     },
     "order-service": {
         "values_key": "orderService",
@@ -51,21 +54,26 @@ SERVICES = {
             "BILLING_SERVICE_URL": "billing-service",
             "NOTIFICATION_SERVICE_URL": "notification-service",
         },
-        "optional": {"DATABASE_POOL_SIZE", "HTTP_TIMEOUT_MS", "ORDER_BUDGET_MS", "RECOVERY_INTERVAL_MS"},
+        "own": set(),
+        "optional": {"HTTP_TIMEOUT_MS", "ORDER_BUDGET_MS", "RECOVERY_INTERVAL_MS"},
     },
     "notification-service": {
         "values_key": "notificationService",
         "prefix": "/notifications",
         "docs": "/docs/notifications",
-        "peers": {},
-        "optional": {"DATABASE_POOL_SIZE"},
+        "peers": {"USER_SERVICE_URL": "user-service"},
+        "own": set(),
+        "optional": set(),
     },
 }
-COMMON_ENV = {"BIND_ADDR", "DATABASE_URL", "RUST_LOG"}
+COMMON_ENV = {
+    "BIND_ADDR", "DATABASE_URL", "RUST_LOG", "DATABASE_POOL_SIZE",
+    "SHUTDOWN_DRAIN_MS", "SHUTDOWN_TIMEOUT_MS", "INTERNAL_API_TOKEN",
+}
 
 
 def required_env(component: str) -> set[str]:
-    return COMMON_ENV | set(SERVICES[component]["peers"])
+    return COMMON_ENV | set(SERVICES[component]["peers"]) | SERVICES[component]["own"]
 
 
 @dataclass

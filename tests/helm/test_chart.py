@@ -4,8 +4,11 @@ Every rendered object is validated against the Kubernetes 1.30 schemas (strict),
 chart's promises are asserted on the objects: names and labels, selectors, the binaries'
 commands and exact environments, probes, resources, the restricted security context,
 PostgreSQL (database and role per service, generated passwords kept across upgrades,
-the external-database mode), the Ingress routes, the NetworkPolicies (evaluated as a
-CNI would), and the helm test pod with its copy of the Postman collection.
+the external-database mode, existing Secrets instead of generated ones), the identity
+feature's secrets, replicas with disruption budgets, rolling updates and the drain's
+timing, the Ingress routes and the Gateway API HTTPRoute (validated against the Gateway
+API's own schema), the NetworkPolicies (evaluated as a CNI would), and the helm test
+pod with its copy of the Postman collection.
 """
 from __future__ import annotations
 
@@ -35,7 +38,6 @@ from chartlib import (
     render,
     required_env,
 )
-from ingress_proxy import choose, routes_for_host
 from netpol import Endpoint, Evaluator
 
 EXTERNAL_DB = {
@@ -43,24 +45,45 @@ EXTERNAL_DB = {
     "externalDatabase": {"existingSecret": "arch-databases"},
 }
 TUNED = {
-    "userService": {"replicaCount": 2, "databasePoolSize": 4},
+    "userService": {"replicaCount": 3, "databasePoolSize": 4},
     "billingService": {"databasePoolSize": 6},
     "orderService": {"databasePoolSize": 8, "httpTimeoutMs": 1500, "orderBudgetMs": 4000, "recoveryIntervalMs": 5000},
     "notificationService": {"databasePoolSize": 2},
     "tests": {"ingressIP": "192.168.49.2"},
     "ingress": {"className": "traefik"},
     "imagePullSecrets": [{"name": "regcred"}],
-    "networkPolicy": {"metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]},
+    # The example of values.yaml: Prometheus' pods in namespace monitoring.
+    "networkPolicy": {"metricsFrom": [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }]},
 }
+EXISTING_SECRETS = {
+    "postgresql": {"existingSecret": "arch-db"},
+    "auth": {"signingKey": {"existingSecret": "arch-keys"}, "internalApiToken": {"existingSecret": "arch-token"}},
+}
+GATEWAY = {
+    "gateway": {"enabled": True, "parentRefs": [{"name": "eg", "namespace": "envoy-gateway-system"}]},
+    "networkPolicy": {"gatewayFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "envoy-gateway-system"}}}]},
+}
+ONE_REPLICA = {key: {"replicaCount": 1} for key in ("userService", "billingService", "orderService", "notificationService")}
 VARIANTS = {
     "default": {},
     "tuned": TUNED,
     "external-database": EXTERNAL_DB,
+    "existing-secrets": EXISTING_SECRETS,
+    "gateway": GATEWAY,
+    "gateway-only": {**GATEWAY, "ingress": {"enabled": False, "className": None}},
+    "one-replica": ONE_REPLICA,
     "no-ingress": {"ingress": {"enabled": False}},
     "minimal": {"networkPolicy": {"enabled": False}, "tests": {"enabled": False}, "serviceAccount": {"create": False, "name": "default"}},
     "no-persistence": {"postgresql": {"persistence": {"enabled": False}}},
 }
 PUBLIC_COMPONENTS = list(SERVICES)
+# What the public host routes: (path, Ingress pathType, Service).
+EXPECTED_ROUTES = {
+    (path, "Prefix", f"{RELEASE}-{component}") for component, svc in SERVICES.items() for path in (svc["prefix"], svc["docs"])
+} | {("/.well-known/jwks.json", "Exact", f"{RELEASE}-user-service")}
 RESTRICTED_UID = 10001
 
 
@@ -124,6 +147,8 @@ def test_every_object_is_valid_for_kubernetes_1_30(renders, variant):
     rendered = renders[variant]
     assert rendered.objects
     for obj in rendered.objects:
+        if obj["apiVersion"].startswith("gateway.networking.k8s.io/"):
+            continue  # not a Kubernetes API: test_httproute_is_valid_for_the_gateway_api
         try:
             kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
         except kubernetes_validate.ValidationError as err:
@@ -162,7 +187,8 @@ def test_rendered_inventory(default):
     assert sorted(kinds["Service"]) == sorted(
         [f"{RELEASE}-{c}" for c in SERVICES] + [f"{RELEASE}-postgresql", f"{RELEASE}-postgresql-hl"]
     )
-    assert kinds["Secret"] == [f"{RELEASE}-postgresql"]
+    assert sorted(kinds["Secret"]) == [f"{RELEASE}-internal-api-token", f"{RELEASE}-postgresql", f"{RELEASE}-signing-key"]
+    assert sorted(kinds["PodDisruptionBudget"]) == sorted(f"{RELEASE}-{c}" for c in SERVICES)
     assert sorted(kinds["ConfigMap"]) == [f"{RELEASE}-postgresql-init", f"{RELEASE}-postman-collection"]
     assert kinds["Ingress"] == [RELEASE]
     assert kinds["ServiceAccount"] == [RELEASE]
@@ -170,7 +196,7 @@ def test_rendered_inventory(default):
     assert len(kinds["NetworkPolicy"]) == 8
     assert set(kinds) == {
         "Deployment", "StatefulSet", "Service", "Secret", "ConfigMap", "Ingress",
-        "ServiceAccount", "Pod", "NetworkPolicy",
+        "ServiceAccount", "Pod", "NetworkPolicy", "PodDisruptionBudget",
     }
 
 
@@ -281,8 +307,8 @@ def test_service_deployments_run_their_binary_with_health_probes(renders, varian
         assert c["startupProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
         assert c["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
         assert c["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
-        writable = {m["mountPath"] for m in c.get("volumeMounts", [])}
-        assert writable <= {"/tmp"}, "the services write nothing to disk but a scratch /tmp"
+        writable = {m["mountPath"] for m in c.get("volumeMounts", []) if not m.get("readOnly")}
+        assert writable == {"/tmp"}, "the services write nothing to disk but a scratch /tmp"
         annotations = d["spec"]["template"]["metadata"].get("annotations", {})
         assert annotations.get("prometheus.io/path") == "/metrics"
         assert annotations.get("prometheus.io/port") == "8080"
@@ -290,8 +316,9 @@ def test_service_deployments_run_their_binary_with_health_probes(renders, varian
 
 def test_replicas_and_tunables_come_from_values(renders):
     tuned = renders["tuned"]
-    assert tuned.deployment_for("user-service")["spec"]["replicas"] == 2
-    assert renders["default"].deployment_for("user-service")["spec"]["replicas"] == 1
+    assert tuned.deployment_for("user-service")["spec"]["replicas"] == 3
+    for component in SERVICES:
+        assert renders["default"].deployment_for(component)["spec"]["replicas"] == 2, component
     order = env_map(tuned.deployment_for("order-service")["spec"]["template"]["spec"]["containers"][0])
     assert order["HTTP_TIMEOUT_MS"]["value"] == "1500"
     assert order["ORDER_BUDGET_MS"]["value"] == "4000"
@@ -324,11 +351,15 @@ def test_env_values(renders, variant):
         env = env_map(c)
         assert env["BIND_ADDR"]["value"] == "0.0.0.0:8080"
         assert env["RUST_LOG"]["value"] == "info"
-        # DATABASE_URL only ever comes from a Secret.
-        assert "value" not in env["DATABASE_URL"]
+        # Secrets only ever come from Secrets.
+        assert "value" not in env["DATABASE_URL"] and "value" not in env["INTERNAL_API_TOKEN"]
+        token_secret = "arch-token" if variant == "existing-secrets" else f"{RELEASE}-internal-api-token"
+        assert env["INTERNAL_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": token_secret, "key": "internal-api-token"}
         ref = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
         if variant == "external-database":
             assert ref == {"name": "arch-databases", "key": f"{component}-database-url"}
+        elif variant == "existing-secrets":
+            assert ref == {"name": "arch-db", "key": f"{component}-database-url"}
         else:
             url = urllib.parse.urlsplit(secret_value(rendered, ref))
             db = rendered.values["postgresql"]["databases"][svc["values_key"]]
@@ -445,14 +476,30 @@ def test_external_database_mode_deploys_no_postgresql(renders):
     rendered = renders["external-database"]
     names = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
     assert not any("postgresql" in name for _, name in names), names
-    assert not rendered.of_kind("StatefulSet") and not rendered.of_kind("Secret")
+    assert not rendered.of_kind("StatefulSet")
+    assert sorted(s["metadata"]["name"] for s in rendered.of_kind("Secret")) == [
+        f"{RELEASE}-internal-api-token", f"{RELEASE}-signing-key"
+    ]
 
 
-# ---------------------------------------------------------------- Ingress
+# ---------------------------------------------------------------- Ingress and HTTPRoute
 
-def ingress_route(rendered, path: str):
-    routes, default_backend = routes_for_host(rendered.of_kind("Ingress"), INGRESS_HOST)
-    return choose(routes, default_backend, path)
+def ingress_route(rendered, path: str) -> str | None:
+    """The Service a request path reaches through the Ingress, matched as Kubernetes defines it:
+    Exact or Prefix by whole path elements, the longest match first, Exact before Prefix."""
+    def elements(p):
+        return [e for e in p.split("/") if e]
+    matches = []
+    for ingress in rendered.of_kind("Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            if rule["host"] != INGRESS_HOST:
+                continue
+            for p in rule["http"]["paths"]:
+                if p["pathType"] == "Exact" and path == p["path"]:
+                    matches.append((len(p["path"]), 1, p["backend"]["service"]["name"]))
+                elif p["pathType"] == "Prefix" and elements(path)[: len(elements(p["path"]))] == elements(p["path"]):
+                    matches.append((len(p["path"].rstrip("/")), 0, p["backend"]["service"]["name"]))
+    return max(matches)[2] if matches else None
 
 
 @pytest.mark.parametrize("variant", ["default", "tuned", "external-database"])
@@ -463,15 +510,8 @@ def test_ingress_routes_public_prefixes_and_docs_only(renders, variant):
     assert spec["ingressClassName"] == ("traefik" if variant == "tuned" else "nginx")
     assert [r["host"] for r in spec["rules"]] == [INGRESS_HOST]
     paths = spec["rules"][0]["http"]["paths"]
-    expected = {}
-    for component, svc in SERVICES.items():
-        expected[svc["prefix"]] = component
-        expected[svc["docs"]] = component
-    assert {p["path"]: p["backend"]["service"]["name"] for p in paths} == {
-        path: f"{RELEASE}-{component}" for path, component in expected.items()
-    }
+    assert {(p["path"], p["pathType"], p["backend"]["service"]["name"]) for p in paths} == EXPECTED_ROUTES
     for p in paths:
-        assert p["pathType"] == "Prefix"
         service = rendered.get("Service", p["backend"]["service"]["name"])
         assert p["backend"]["service"]["port"]["name"] in {sp["name"] for sp in service["spec"]["ports"]}
         assert not p["path"].startswith(("/internal", "/health", "/metrics"))
@@ -488,9 +528,9 @@ def test_ingress_routes_public_prefixes_and_docs_only(renders, variant):
         "/docs/billing/openapi.json": "billing-service",
         "/docs/orders/": "order-service",
         "/docs/notifications/openapi.json": "notification-service",
+        "/.well-known/jwks.json": "user-service",
     }.items():
-        route = ingress_route(rendered, path)
-        assert route is not None and route.service == f"{RELEASE}-{component}", path
+        assert ingress_route(rendered, path) == f"{RELEASE}-{component}", path
     for path in (
         "/internal/billing/accounts",
         "/internal/billing/accounts/1/withdraw",
@@ -501,6 +541,8 @@ def test_ingress_routes_public_prefixes_and_docs_only(renders, variant):
         "/",
         "/docs/",
         "/usersx",
+        "/.well-known/jwks.json/x",
+        "/.well-known/openid-configuration",
     ):
         assert ingress_route(rendered, path) is None, f"{path} must not be routed"
 
@@ -508,6 +550,68 @@ def test_ingress_routes_public_prefixes_and_docs_only(renders, variant):
 def test_no_ingress_when_disabled(renders):
     assert not renders["no-ingress"].of_kind("Ingress")
     assert "port-forward" in renders["no-ingress"].notes
+
+
+def test_ingress_class_null_leaves_it_to_the_cluster_default():
+    (ingress,) = render({"ingress": {"className": None}}).of_kind("Ingress")
+    assert "ingressClassName" not in ingress["spec"]
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    assert values["ingress"]["className"] == "nginx"
+
+
+@pytest.mark.parametrize("variant", ["gateway", "gateway-only"])
+def test_httproute_has_the_ingress_routes(renders, variant):
+    rendered = renders[variant]
+    (route,) = rendered.of_kind("HTTPRoute")
+    spec = route["spec"]
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert spec["parentRefs"] == [{"name": "eg", "namespace": "envoy-gateway-system"}]
+    assert spec["hostnames"] == [INGRESS_HOST]
+    routes = set()
+    for rule in spec["rules"]:
+        (backend,) = rule["backendRefs"]
+        target = resolve_service_url(rendered, f"http://{backend['name']}:{backend['port']}")
+        assert target["port"]["targetPort"] == "http"
+        for match in rule["matches"]:
+            assert set(match) == {"path"}, "paths only: no header or method conditions"
+            kind = {"PathPrefix": "Prefix", "Exact": "Exact"}[match["path"]["type"]]
+            routes.add((match["path"]["value"], kind, backend["name"]))
+    assert routes == EXPECTED_ROUTES
+    assert not any(p.startswith(("/internal", "/health", "/metrics")) for p, _, _ in routes)
+    assert bool(rendered.of_kind("Ingress")) == (variant == "gateway")
+    assert not renders["default"].of_kind("HTTPRoute")
+
+
+def test_httproute_is_valid_for_the_gateway_api(renders):
+    """Validated with the Gateway API's own schema (@kubernetes-models/gateway-api, pinned in
+    package.json: generated from the API's Go types and their validation markers, as the CRD is)."""
+    script = """
+        import { HTTPRoute } from "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute";
+        import { readFileSync } from "node:fs";
+        for (const obj of JSON.parse(readFileSync(0, "utf8"))) new HTTPRoute(obj).validate();
+    """
+    def validate(objects):
+        return subprocess.run(["node", "--input-type=module", "-e", script], input=json.dumps(objects),
+                              capture_output=True, text=True, cwd=chartlib.REPO)
+    (route,) = renders["gateway"].of_kind("HTTPRoute")
+    done = validate([route])
+    assert done.returncode == 0, done.stderr
+    # The schema really is applied: a wrong path type and a bad hostname are refused.
+    broken = json.loads(json.dumps(route))
+    broken["spec"]["rules"][0]["matches"][0]["path"]["type"] = "Prefix"
+    broken["spec"]["hostnames"] = ["Arch_Homework"]
+    done = validate([broken])
+    assert done.returncode != 0 and "must be equal to one of the allowed values" in done.stderr, done.stderr
+
+
+def test_httproute_needs_its_gateway_and_its_network_peers():
+    import helm_python as helm
+
+    with pytest.raises(helm.HelmError, match="gateway.parentRefs is required"):
+        render({"gateway": {"enabled": True}, "networkPolicy": GATEWAY["networkPolicy"]})
+    with pytest.raises(helm.HelmError, match="networkPolicy.gatewayFrom is required"):
+        render({"gateway": GATEWAY["gateway"]})
+    render({"gateway": GATEWAY["gateway"], "networkPolicy": {"enabled": False}})
 
 
 # ---------------------------------------------------------------- NetworkPolicies
@@ -530,7 +634,9 @@ def endpoints(rendered) -> dict:
     eps["dns"] = Endpoint("coredns", "kube-system", {"k8s-app": "kube-dns"}, {"dns": 53}, "10.244.0.3")
     eps["stranger"] = Endpoint("stranger", NAMESPACE, {"app": "something-else"}, {"http": 8080}, "10.244.0.20")
     eps["other-namespace"] = Endpoint("other", "default", {}, {}, "10.244.0.21")
-    eps["prometheus"] = Endpoint("prometheus", "monitoring", {"app": "prometheus"}, {}, "10.244.0.22")
+    eps["prometheus"] = Endpoint("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, {}, "10.244.0.22")
+    eps["monitoring-other"] = Endpoint("grafana", "monitoring", {"app.kubernetes.io/name": "grafana"}, {}, "10.244.0.23")
+    eps["gateway-proxy"] = Endpoint("envoy", "envoy-gateway-system", {"app": "envoy"}, {}, "10.244.0.24")
     eps["internet"] = Endpoint("internet", None, ip="203.0.113.10")
     eps["minikube-node"] = Endpoint("node", None, ip="192.168.49.2")
     return eps
@@ -547,6 +653,9 @@ def test_network_policies(renders, variant):
         ("order-service", "billing-service"),
         ("order-service", "notification-service"),
         ("user-service", "billing-service"),
+        # The public key (GET /.well-known/jwks.json) to verify tokens with.
+        ("billing-service", "user-service"),
+        ("notification-service", "user-service"),
     }
     for dst in services:
         # The ingress controller reaches every public port; strangers reach nothing.
@@ -555,6 +664,8 @@ def test_network_policies(renders, variant):
         assert not ev.allowed(ep["other-namespace"], ep[dst], "http"), dst
         assert not ev.allowed(ep["tests"], ep[dst], "http"), f"the test pod goes through the ingress, not to {dst}"
         assert ev.allowed(ep["prometheus"], ep[dst], "http") == (variant == "tuned"), dst
+        assert not ev.allowed(ep["monitoring-other"], ep[dst], "http"), f"only Prometheus' pods scrape {dst}"
+        assert not ev.allowed(ep["gateway-proxy"], ep[dst], "http"), f"no Gateway admitted to {dst} by default"
         for src in services:
             if src != dst:
                 assert ev.allowed(ep[src], ep[dst], "http") == ((src, dst) in callers), f"{src} -> {dst}"
@@ -589,6 +700,15 @@ def test_network_policies_with_an_external_database(renders):
     for src in SERVICES:
         assert ev.allowed(ep[src], db, 5432)
         assert not ev.allowed(ep[src], ep["internet"], 5432)
+
+
+def test_network_policies_admit_the_gateway_proxies(renders):
+    rendered = renders["gateway"]
+    ev = Evaluator(rendered.of_kind("NetworkPolicy"))
+    ep = endpoints(rendered)
+    for dst in SERVICES:
+        assert ev.allowed(ep["gateway-proxy"], ep[dst], "http"), dst
+        assert not ev.allowed(ep["gateway-proxy"], ep["postgresql"], "postgresql")
 
 
 def test_network_policies_can_be_disabled(renders):
@@ -731,3 +851,184 @@ def test_notes_tell_how_to_reach_the_system(default):
 def test_rendering_is_silent_about_missing_values(default):
     text = default.to_yaml()
     assert "<no value>" not in text and "%!" not in text
+
+
+# ---------------------------------------------------------------- replicas, rollouts and the drain
+
+def readiness_notice_ms(container: dict) -> int:
+    probe = container["readinessProbe"]
+    return probe["periodSeconds"] * probe["failureThreshold"] * 1000
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rollouts_keep_ready_pods_and_spread_softly(renders, variant):
+    for component in SERVICES:
+        d = renders[variant].deployment_for(component)
+        assert d["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+        (spread,) = d["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        assert spread["whenUnsatisfiable"] == "ScheduleAnyway" and spread["topologyKey"] == "kubernetes.io/hostname"
+        assert spread["labelSelector"] == d["spec"]["selector"]
+
+
+def test_topology_spread_can_be_replaced():
+    own = [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "order-service"}}}]
+    rendered = render({"orderService": {"topologySpreadConstraints": own}, "topologySpread": {"enabled": False}})
+    assert rendered.deployment_for("order-service")["spec"]["template"]["spec"]["topologySpreadConstraints"] == own
+    assert "topologySpreadConstraints" not in rendered.deployment_for("user-service")["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_disruption_budget_for_every_replicated_service(renders, variant):
+    rendered = renders[variant]
+    budgets = {b["metadata"]["name"]: b for b in rendered.of_kind("PodDisruptionBudget")}
+    for component in SERVICES:
+        d = rendered.deployment_for(component)
+        budget = budgets.pop(d["metadata"]["name"], None)
+        if d["spec"]["replicas"] < 2:
+            assert budget is None, f"{component}: one replica would only block node drains"
+            continue
+        assert budget["spec"]["maxUnavailable"] == 1
+        assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+        assert budget["spec"]["selector"] == d["spec"]["selector"]
+    assert not budgets, f"budgets for nothing: {sorted(budgets)}"
+    assert (variant == "one-replica") == (not rendered.of_kind("PodDisruptionBudget"))
+
+
+def test_a_disruption_budget_can_count_available_pods():
+    rendered = render({"podDisruptionBudget": {"minAvailable": "50%"}})
+    for budget in rendered.of_kind("PodDisruptionBudget"):
+        assert budget["spec"]["minAvailable"] == "50%" and "maxUnavailable" not in budget["spec"]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_drain_outlasts_readiness_and_the_grace_period_outlasts_both(renders, variant):
+    for obj, spec in renders[variant].pod_specs():
+        for c in spec["containers"]:
+            lifecycle = json.dumps(c.get("lifecycle", {}))
+            assert "sleep" not in lifecycle and "/bin/sh" not in lifecycle, f"{obj['metadata']['name']}: the image has no shell"
+        if obj["kind"] != "Deployment":
+            continue
+        (c,) = spec["containers"]
+        env = env_map(c)
+        drain, bound = int(env["SHUTDOWN_DRAIN_MS"]["value"]), int(env["SHUTDOWN_TIMEOUT_MS"]["value"])
+        assert drain > readiness_notice_ms(c), f"{obj['metadata']['name']}: drain {drain} ms"
+        assert spec["terminationGracePeriodSeconds"] * 1000 > drain + bound, obj["metadata"]["name"]
+    d = renders["default"].deployment_for("order-service")
+    (c,) = d["spec"]["template"]["spec"]["containers"]
+    assert readiness_notice_ms(c) == 4000, "readiness notices a draining pod within a few seconds"
+    assert env_map(c)["SHUTDOWN_DRAIN_MS"]["value"] == "7000" and env_map(c)["SHUTDOWN_TIMEOUT_MS"]["value"] == "30000"
+    assert d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 42
+
+
+def test_drain_and_grace_period_values_are_checked():
+    import helm_python as helm
+
+    rendered = render({"shutdown": {"drainMs": 10000, "timeoutMs": 20000}, "terminationGracePeriodSeconds": 31})
+    (c,) = rendered.deployment_for("user-service")["spec"]["template"]["spec"]["containers"]
+    assert env_map(c)["SHUTDOWN_DRAIN_MS"]["value"] == "10000"
+    with pytest.raises(helm.HelmError, match="terminationGracePeriodSeconds=30 must be longer"):
+        render({"shutdown": {"drainMs": 10000, "timeoutMs": 20000}, "terminationGracePeriodSeconds": 30})
+    with pytest.raises(helm.HelmError, match="shutdown.drainMs=4000 must be longer"):
+        render({"shutdown": {"drainMs": 4000}})
+    slower = render({"probes": {"readiness": {"periodSeconds": 5, "failureThreshold": 3}}})
+    (c,) = slower.deployment_for("user-service")["spec"]["template"]["spec"]["containers"]
+    assert env_map(c)["SHUTDOWN_DRAIN_MS"]["value"] == "18000", "the drain follows the probe"
+
+
+# ---------------------------------------------------------------- secrets
+
+ED25519_PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")  # RFC 8410: version 0, id-Ed25519, 32-byte key
+
+
+def pod_specs_using_secret(rendered, name: str) -> set[str]:
+    users = set()
+    for obj, spec in rendered.pod_specs():
+        text = json.dumps(spec)
+        if f'"secretName": "{name}"' in text or f'"name": "{name}", "key"' in text or f'"key": "{name}"' in text:
+            users.add(obj["metadata"]["name"])
+        for c in spec["containers"]:
+            for e in c.get("env", []):
+                if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == name:
+                    users.add(obj["metadata"]["name"])
+    return users
+
+
+@pytest.mark.parametrize("variant", ["default", "existing-secrets"])
+def test_the_signing_key_is_mounted_into_user_service_only(renders, variant):
+    rendered = renders[variant]
+    name = "arch-keys" if variant == "existing-secrets" else f"{RELEASE}-signing-key"
+    assert pod_specs_using_secret(rendered, name) == {f"{RELEASE}-user-service"}
+    spec = rendered.deployment_for("user-service")["spec"]["template"]["spec"]
+    (volume,) = [v for v in spec["volumes"] if v.get("secret", {}).get("secretName") == name]
+    assert volume["secret"]["items"] == [{"key": "signing-key.pem", "path": "signing-key.pem"}]
+    assert volume["secret"]["defaultMode"] == 0o440, "read-only, owner and group only"
+    assert spec["securityContext"]["fsGroup"] == RESTRICTED_UID, "the group that may read it is the service's"
+    (c,) = spec["containers"]
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    assert env_map(c)["AUTH_SIGNING_KEY_FILE"]["value"] == f"{mount['mountPath']}/signing-key.pem"
+    assert env_map(c)["TOKEN_TTL_SECONDS"]["value"] == "3600"
+    for component in SERVICES:
+        if component != "user-service":
+            (other,) = rendered.deployment_for(component)["spec"]["template"]["spec"]["containers"]
+            assert "AUTH_SIGNING_KEY_FILE" not in env_map(other)
+
+
+def test_the_signing_key_is_a_generated_ed25519_pkcs8_pem(default):
+    secret = default.get("Secret", f"{RELEASE}-signing-key")
+    assert set(secret["data"]) == {"signing-key.pem"}
+    pem = base64.b64decode(secret["data"]["signing-key.pem"]).decode()
+    m = re.fullmatch(r"-----BEGIN PRIVATE KEY-----\n([A-Za-z0-9+/=\n]+)-----END PRIVATE KEY-----\n", pem)
+    assert m, pem
+    der = base64.b64decode(m.group(1))
+    assert len(der) == 48 and der.startswith(ED25519_PKCS8_PREFIX), der.hex()
+    again = render().get("Secret", f"{RELEASE}-signing-key")
+    assert again["data"] != secret["data"], "generated per install (offline nothing is looked up)"
+
+
+def test_the_internal_api_token_is_generated_for_all_four(default):
+    secret = default.get("Secret", f"{RELEASE}-internal-api-token")
+    assert set(secret["data"]) == {"internal-api-token"}
+    token = base64.b64decode(secret["data"]["internal-api-token"]).decode()
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", token), "at least 32 characters"
+    assert pod_specs_using_secret(default, f"{RELEASE}-internal-api-token") == {f"{RELEASE}-{c}" for c in SERVICES}
+
+
+def test_generated_secrets_are_kept_on_upgrade_and_replaceable():
+    """Each generated value is read back from its Secret when it exists (lookup), and each
+    Secret can be one the user made instead: helm template (GitOps) looks nothing up."""
+    auth = (CHART_DIR / "templates" / "auth-secrets.yaml").read_text()
+    assert auth.count('lookup "v1" "Secret" .Release.Namespace $name') == 2
+    assert 'dig "data" "signing-key.pem"' in auth and 'dig "data" "internal-api-token"' in auth
+    assert 'genPrivateKey "ed25519"' in auth and "randAlphaNum 48" in auth
+    readme = (CHART_DIR / "README.md").read_text()
+    for key in ("postgresql.existingSecret", "auth.signingKey.existingSecret", "auth.internalApiToken.existingSecret",
+                "signing-key.pem", "internal-api-token", "postgres-password"):
+        assert key in readme, f"helm/README.md does not say {key}"
+
+
+def test_existing_secrets_render_no_secret(renders):
+    rendered = renders["existing-secrets"]
+    assert not rendered.of_kind("Secret"), "every secret comes from a Secret the user made"
+    sts = rendered.get("StatefulSet", f"{RELEASE}-postgresql")
+    refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in sts["spec"]["template"]["spec"]["containers"][0]["env"] if "valueFrom" in e}
+    assert refs == {"arch-db"}
+    assert pod_specs_using_secret(rendered, "arch-token") == {f"{RELEASE}-{c}" for c in SERVICES}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_no_secret_value_outside_a_secret(renders, variant):
+    rendered = renders[variant]
+    values = [base64.b64decode(v).decode() for s in rendered.of_kind("Secret") for v in s["data"].values()]
+    secrets = {v for v in values if len(v) >= 16} | {
+        line for v in values if v.startswith("-----BEGIN") for line in v.splitlines() if len(line) > 30
+    }
+    for obj in rendered.objects:
+        if obj["kind"] == "Secret":
+            continue
+        text = json.dumps(obj)
+        leaked = [v[:8] + "..." for v in secrets if v in text]
+        assert not leaked, f"{obj['kind']}/{obj['metadata']['name']} holds secret values {leaked}"
+    for cm in rendered.of_kind("ConfigMap"):
+        assert "PRIVATE KEY" not in json.dumps(cm)

@@ -4,8 +4,8 @@
 # Run 1, the local run: the all-in-one binary (SQLite under ./data of a fresh working directory);
 #        the collection runs twice in a row against it, proving it can be re-run on one deployment.
 # Run 2, the cluster topology: the four service binaries as separate processes, each with its own
-#        fresh PostgreSQL database, behind tests/helm/ingress_proxy.py routing by the chart's own
-#        rendered Ingress (tests/helm/local_plan.py); the same collection, only baseUrl differs.
+#        fresh PostgreSQL database, behind nginx routing by the chart's own rendered Ingress
+#        (tests/helm/local_plan.py); the same collection, only baseUrl differs.
 # newman's output goes to tests/artifacts/postman-*.txt (and JUnit XML beside it).
 source "$(dirname "$0")/../lib.sh"
 
@@ -68,7 +68,7 @@ run_newman all-in-one-2 "http://127.0.0.1:$port" || failures+=("all-in-one, seco
 stop_started
 
 # ---------------------------------------------------------------- run 2: four services, PostgreSQL
-log "run 2: four service binaries with PostgreSQL behind the path-routing proxy"
+log "run 2: four service binaries with PostgreSQL behind nginx"
 ensure_postgres
 declare -A PORTS URLS DBURLS
 for svc in user billing order notification; do
@@ -98,21 +98,20 @@ start_service order \
   NOTIFICATION_SERVICE_URL="${URLS[notification]}"
 
 WORK="$WORKDIR/plan"
-mkdir -p "$WORK"
 INGRESS_HOST=arch.homework
-python "$REPO_ROOT/tests/helm/local_plan.py" --work "$WORK" --port "user-service=${PORTS[user]}" \
-  --port "billing-service=${PORTS[billing]}" --port "order-service=${PORTS[order]}" \
-  --port "notification-service=${PORTS[notification]}" >/dev/null
-start_ingress_stand_in "$ARTIFACTS/postman-ingress-proxy.log"
-# Like the Ingress, the proxy must not expose the internal API (the collection must not need it).
+python "$REPO_ROOT/tests/helm/local_plan.py" --work "$WORK" --service-at "user-service=127.0.0.1:${PORTS[user]}" \
+  --service-at "billing-service=127.0.0.1:${PORTS[billing]}" --service-at "order-service=127.0.0.1:${PORTS[order]}" \
+  --service-at "notification-service=127.0.0.1:${PORTS[notification]}"
+start_nginx_from_ingress "$ARTIFACTS/postman-nginx.log"
+# Like the Ingress, nginx must not expose the internal API (the collection must not need it).
 code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
   -d '{"user_id": 1}' "$BASE/internal/billing/accounts")
 if [ "$code" != 404 ]; then
-  echo "the ingress stand-in answered $code for /internal/billing/accounts; expected 404" >&2
+  echo "nginx answered $code for /internal/billing/accounts; expected 404" >&2
   exit 1
 fi
 
-run_newman services "$BASE" || failures+=("four services behind the proxy")
+run_newman services "$BASE" || failures+=("four services behind nginx")
 stop_started
 
 if [ ${#failures[@]} -gt 0 ]; then

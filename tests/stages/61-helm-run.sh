@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Stage 61: run the system the way the Helm chart configures it, on this machine.
 #
-# tests/helm/local_plan.py reads the rendered chart: each Deployment's command,
-# environment and ports, the Secret behind DATABASE_URL, the Services behind the peer
-# URLs, the probes, the Ingress and PostgreSQL's init script. Service names become
-# 127.0.0.1 ports (free_port), the PostgreSQL Service becomes the local server
-# (127.0.0.1:5432, trust auth), and the databases and roles are made fresh by the
-# chart's own init script under a helmrun_ prefix. The four release binaries start
-# with exactly the rendered environment (env -i), the probe paths must answer, the
-# rendered Ingress rules route through tests/helm/ingress_proxy.py, and the Postman
-# collection runs unchanged through it with newman. Everything started is stopped on
-# exit, and the databases and roles are dropped.
+# tests/helm/local_plan.py reads the rendered chart: each Deployment's replicas, command,
+# environment, ports and mounted Secrets, the Secrets behind secretKeyRefs, the Services
+# behind the peer URLs, the probes, the Ingress and PostgreSQL's init script. Every replica
+# (2 per service by default) gets a loopback port, each Service is an HAProxy listener over
+# its replicas checked on the readiness probe (as kube-proxy follows readiness), the
+# Ingress is nginx configured from its rendered rules, and the PostgreSQL Service is the
+# local server (127.0.0.1:5432, trust auth) with fresh databases and roles made by the
+# chart's own init script under a helmrun_ prefix. The release binaries start with exactly
+# the rendered environment (env -i), the probe paths must answer, and the Postman
+# collection runs unchanged through nginx -> HAProxy -> the replicas, with every replica
+# serving some of it. Everything started is stopped on exit, and the databases and roles
+# are dropped.
 source "$(dirname "$0")/../lib.sh"
 cd "$REPO_ROOT"
 
@@ -49,32 +51,8 @@ if psql "$foreign_url" -qAt -c "SELECT 1" >/dev/null 2>&1; then
 fi
 echo "each role is confined to its own database"
 
-log "start the four binaries with the rendered command and environment"
-declare -A PID
-for svc in "${SERVICES[@]}"; do
-  env_var="ENV_${svc//-/_}[@]"
-  envs=("${!env_var}")
-  printf '  %s:' "$svc"; printf ' %s' "${envs[@]%%=*}"; printf '\n'
-  start_bg "$ARTIFACTS/helm-run-$svc.log" env -i "${envs[@]}" "$BIN/${BINARY[$svc]}"
-  PID[$svc]=${STARTED_PIDS[-1]}
-done
-
-log "probes (startup, liveness, readiness) and metrics on the real binaries"
-for svc in "${SERVICES[@]}"; do
-  probes_var="PROBES_${svc//-/_}[@]"
-  for probe in "${!probes_var}"; do
-    url=${probe#* }
-    if ! wait_for_http "$url" 120; then
-      echo "$svc: ${probe%% *} $url did not answer 200; log:" >&2
-      tail -n 50 "$ARTIFACTS/helm-run-$svc.log" >&2
-      exit 1
-    fi
-    echo "  $svc ${probe%% *} $url: 200"
-  done
-done
+start_chart_topology helm-run
 check_metrics_endpoints
-
-start_ingress_stand_in "$ARTIFACTS/helm-run-ingress-proxy.log"
 
 status() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 for docs in users billing orders notifications; do
@@ -95,24 +73,29 @@ for path in /health/live /health/ready /metrics; do
   echo "  GET $path: 404 (not routed)"
 done
 
-log "Postman collection through the ingress stand-in (twice: it must be repeatable)"
+log "Postman collection through nginx and HAProxy (twice: it must be repeatable)"
 for run in 1 2; do
   echo "newman run $run"
   newman run "$COLLECTION" --env-var "baseUrl=$BASE" --reporters cli
 done
+# Round robin: every replica answered some of those requests (its access log says so).
+for replica in "${REPLICAS[@]}"; do
+  served=$(grep -c 'request_id=[^-].*service_kit::request_id' "$ARTIFACTS/helm-run-$replica.log" || true)
+  [ "$served" -gt 0 ] || { echo "$replica served no request through HAProxy" >&2; exit 1; }
+  echo "  $replica: $served requests"
+done
 
-log "SIGTERM: every service stops gracefully with exit code 0"
-for svc in "${SERVICES[@]}"; do
-  pid=${PID[$svc]}
-  kill -TERM "$pid"
-  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "$svc did not stop within 30 s of SIGTERM" >&2
-    exit 1
-  fi
+log "SIGTERM to every replica at once: each drains and exits 0 within the grace period"
+grace=$(python -c 'import sys, yaml; print(next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])' "$WORK/rendered.yaml")
+start=$(date +%s%N)
+for replica in "${REPLICAS[@]}"; do kill -TERM "${REPLICA_PID[$replica]}"; done
+for replica in "${REPLICAS[@]}"; do
+  pid=${REPLICA_PID[$replica]}
+  for _ in $(seq 1 $((grace * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && { echo "$replica still running $grace s (the grace period) after SIGTERM" >&2; exit 1; }
   rc=0
   wait "$pid" || rc=$?
-  [ "$rc" = 0 ] || { echo "$svc exited with $rc after SIGTERM" >&2; tail -n 20 "$ARTIFACTS/helm-run-$svc.log" >&2; exit 1; }
-  echo "  $svc: exit 0"
+  [ "$rc" = 0 ] || { echo "$replica exited with $rc after SIGTERM" >&2; tail -n 20 "$ARTIFACTS/helm-run-$replica.log" >&2; exit 1; }
+  echo "  $replica: exit 0, $(( ($(date +%s%N) - start) / 1000000 )) ms after SIGTERM"
 done
 echo "helm run: the chart's configuration works with the real binaries"

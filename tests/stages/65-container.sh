@@ -4,18 +4,19 @@
 # The Dockerfile is built with podman from the release binaries (BIN_SOURCE=prebuilt,
 # --pull=never, host network for apt) on a base image made locally with debootstrap
 # (tests/container/base-image.sh, cached in podman's storage). The chart is rendered for
-# namespace arch; tests/helm/local_plan.py maps its Services to loopback ports and makes
-# fresh databases and roles with the chart's PostgreSQL init script, and
+# namespace arch with one replica per service; tests/helm/local_plan.py gives each a loopback
+# port, puts HAProxy in front as the Services and nginx as the Ingress, and makes fresh
+# databases and roles with the chart's PostgreSQL init script, and
 # tests/container/podman_plan.py turns each Deployment's pod spec into `podman run` flags:
 # the rendered image, command and environment, runAsUser:runAsGroup and fsGroup, a
 # read-only root with only the emptyDir paths writable (no /tmp, /run or /var/tmp of
-# podman's own), no capabilities, no-new-privileges, the default seccomp profile, the CPU
+# podman's own), the mounted Secrets read-only, no capabilities, no-new-privileges, the default seccomp profile, the CPU
 # and memory limits, the termination grace period, and --init. The four containers run
 # with host networking; the image must hold the binaries just built (same build id), the
 # running processes are checked against the security context (uid/gid/groups, no
 # capabilities, NoNewPrivs, seccomp, the only writable mounts are the emptyDirs), the time
 # from `podman run` to a ready probe is reported, the probes and metrics must answer, the
-# Postman collection runs through the Ingress stand-in, `podman stop` (SIGTERM) must end
+# Postman collection runs through nginx and HAProxy, `podman stop` (SIGTERM) must end
 # each container with exit code 0 within the grace period, and once more without --init,
 # with the binary as PID 1 as in a Kubernetes pod.
 #
@@ -105,8 +106,8 @@ fi
 
 # ---- the chart, rendered: addresses, databases, and the podman flags of each pod --------
 log "plan from the chart rendered for namespace arch"
-plan_from_chart --db-prefix ctrrun_
-python tests/container/podman_plan.py --rendered "$WORK/rendered.yaml" >"$WORK/podman.sh"
+plan_from_chart --db-prefix ctrrun_ --values '{"userService":{"replicaCount":1},"billingService":{"replicaCount":1},"orderService":{"replicaCount":1},"notificationService":{"replicaCount":1}}'
+python tests/container/podman_plan.py --rendered "$WORK/rendered.yaml" --secrets "$WORK/secrets" >"$WORK/podman.sh"
 # shellcheck source=/dev/null
 source "$WORK/podman.sh"
 cp "$WORK/rendered.yaml" "$ARTIFACTS/container-rendered.yaml"
@@ -158,20 +159,22 @@ init_databases_like_the_chart
 # ---- the four containers ------------------------------------------------------------------
 log "start the four containers from the rendered pod specs (host network, loopback only)"
 declare -A READY_MS STARTED_MS
-for svc in "${SERVICES[@]}"; do
+for replica in "${REPLICAS[@]}"; do
+  svc=${REPLICA_SERVICE[$replica]}
   var=${svc//-/_}
   name="ctr65-$svc-$$"
-  env_array="ENV_${var}[@]"
+  env_array="ENV_${replica//-/_}[@]"
   args_array="PODMAN_ARGS_${var}[@]"
   cmd_array="COMMAND_${var}[@]"
   image_var="IMAGE_${var}"
-  probes_var="PROBES_${var}[@]"
+  probes_var="PROBES_${replica//-/_}[@]"
   envfile="$WORK/env-$svc"
   (umask 077; printf '%s\n' "${!env_array}" >"$envfile")
   # Every address handed to a container is on loopback.
   for kv in "${!env_array}"; do
     case "$kv" in
-      BIND_ADDR=127.0.0.1:*|RUST_LOG=*|DATABASE_POOL_SIZE=*|*_MS=*) ;;
+      BIND_ADDR=127.0.0.1:*|RUST_LOG=*|DATABASE_POOL_SIZE=*|*_MS=*|TOKEN_TTL_SECONDS=*) ;;
+      INTERNAL_API_TOKEN=*|AUTH_SIGNING_KEY_FILE="$WORK/secrets/"*) ;;
       DATABASE_URL=postgres://*@127.0.0.1:5432/*|*_SERVICE_URL=http://127.0.0.1:*) ;;
       *) echo "$svc: ${kv%%=*} is not a loopback address or a known setting: ${kv%%=*}=..." >&2; exit 1 ;;
     esac
@@ -218,7 +221,7 @@ for svc in "${SERVICES[@]}"; do
   writable_var="WRITABLE_${var}[@]"
   python - "$pid" "$svc" "${!uid_var}" "${!gid_var}" "${!nnp_var}" "${!seccomp_var}" "${!ro_var}" \
     "$(IFS=,; echo "${!groups_var}")" "$(IFS=,; echo "${!writable_var}")" <<'PY'
-import sys
+import os, sys
 pid, svc, uid, gid, nnp, seccomp, ro_root, groups, writable = sys.argv[1:]
 status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines())
 f = {k: v.split() for k, v in status.items()}
@@ -244,6 +247,16 @@ for line in open(f"/proc/{pid}/mountinfo"):
         problems.append("root file system is not read-only")
 expected = sorted(f"{p} (tmpfs)" for p in writable.split(",") if p)
 if sorted(rw) != expected: problems.append(f"writable mounts {sorted(rw)}, expected only the emptyDirs {expected}")
+# Files named by the environment (the mounted signing key): there, readable by the
+# process's groups only, as the kubelet mounts a Secret with fsGroup and mode 0440.
+env = dict(e.split("=", 1) for e in open(f"/proc/{pid}/environ").read().split("\0") if "=" in e)
+for name, path in env.items():
+    if name.endswith("_FILE"):
+        st = os.stat(f"/proc/{pid}/root{path}")
+        if not (st.st_mode & 0o040 and st.st_gid in map(int, f["Groups"])) or st.st_mode & 0o007:
+            problems.append(f"{name}={path}: mode {st.st_mode & 0o777:o} group {st.st_gid}")
+        else:
+            print(f"  {svc}: {name}={path} readable by its group {st.st_gid} only")
 if problems:
     print(f"  {svc}: " + "; ".join(problems), file=sys.stderr)
     sys.exit(1)
@@ -254,25 +267,26 @@ PY
 done
 
 log "probes (startup, liveness, readiness) and metrics"
-for svc in "${SERVICES[@]}"; do
-  probes_var="PROBES_${svc//-/_}[@]"
+for replica in "${REPLICAS[@]}"; do
+  probes_var="PROBES_${replica//-/_}[@]"
   for probe in "${!probes_var}"; do
     url=${probe#* }
-    wait_for_http "$url" 30 || { podman logs "ctr65-$svc-$$" 2>&1 | tail -n 40 >&2; exit 1; }
-    echo "  $svc ${probe%% *} $url: 200"
+    wait_for_http "$url" 30 || { podman logs "ctr65-${REPLICA_SERVICE[$replica]}-$$" 2>&1 | tail -n 40 >&2; exit 1; }
+    echo "  $replica ${probe%% *} $url: 200"
   done
 done
 check_metrics_endpoints
 
-# ---- through the Ingress stand-in -----------------------------------------------------------
-start_ingress_stand_in "$ARTIFACTS/container-ingress-proxy.log"
+# ---- through nginx (the Ingress) and HAProxy (the Services) --------------------------------
+start_haproxy "$ARTIFACTS/container-haproxy.log"
+start_nginx_from_ingress "$ARTIFACTS/container-nginx.log"
 for docs in users billing orders notifications; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/docs/$docs/")
   [ "$code" = 200 ] || { echo "GET /docs/$docs/ through the ingress: $code, expected 200" >&2; exit 1; }
 done
 echo "  Swagger UI of the four services (served from the binaries in the image): 200"
 
-log "Postman collection through the ingress stand-in"
+log "Postman collection through nginx and HAProxy"
 newman run "$COLLECTION" --env-var "baseUrl=$BASE" --reporters cli
 
 # ---- SIGTERM ----------------------------------------------------------------------------------
@@ -316,7 +330,7 @@ args_array="PODMAN_ARGS_${var}[@]"
 cmd_array="COMMAND_${var}[@]"
 image_var="IMAGE_${var}"
 grace_var="STOP_TIMEOUT_$var"
-probes_var="PROBES_${var}[@]"
+probes_var="PROBES_${svc//-/_}_0[@]"
 no_init=()
 for a in "${!args_array}"; do [ "$a" = --init ] || no_init+=("$a"); done
 CONTAINERS+=("$name")

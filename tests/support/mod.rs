@@ -429,8 +429,14 @@ impl OrderProcess {
 
     /// SIGTERM: asks for a graceful shutdown.
     pub fn terminate(&self) {
-        let sent = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill runs");
-        assert!(sent.success(), "SIGTERM sent");
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`, ...).
+    pub fn signal(&self, name: &str) {
+        let sent =
+            Command::new("kill").args([&format!("-{name}"), &self.pid().to_string()]).status().expect("kill runs");
+        assert!(sent.success(), "SIG{name} sent");
     }
 
     /// The exit status, once the process has exited within `limit`.
