@@ -3,7 +3,7 @@
 //! through that port.
 
 use service_kit::config::{self, BaseUrl, ConfigError};
-use service_kit::db::DatabaseUrl;
+use service_kit::db::{DatabaseSetupError, DatabaseUrl};
 use service_kit::server::Service;
 use utoipa::OpenApi;
 
@@ -14,26 +14,40 @@ fn database(var: &'static str, file: &str) -> Result<DatabaseUrl, ConfigError> {
     config::var_or(var, format!("sqlite://data/{file}").parse().expect("valid default"))
 }
 
-/// The four services, with peers at `own_url` unless `*_SERVICE_URL` says
-/// otherwise.
-pub fn services(own_url: BaseUrl) -> Result<Vec<Service>, String> {
-    let text = |e: ConfigError| e.to_string();
-    let mut users = user_service::Settings::from_env(Some(own_url.clone())).map_err(text)?;
-    users.common.database_url = database("USER_DATABASE_URL", "users.db").map_err(text)?;
-    let mut billing = billing_service::Settings::from_env().map_err(text)?;
-    billing.common.database_url = database("BILLING_DATABASE_URL", "billing.db").map_err(text)?;
-    let mut orders = order_service::Settings::from_env(Some(own_url)).map_err(text)?;
-    orders.common.database_url = database("ORDER_DATABASE_URL", "orders.db").map_err(text)?;
-    let mut letters = notification_service::Settings::from_env().map_err(text)?;
-    letters.common.database_url = database("NOTIFICATION_DATABASE_URL", "notifications.db").map_err(text)?;
+/// The four services' settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub users: user_service::Settings,
+    pub billing: billing_service::Settings,
+    pub orders: order_service::Settings,
+    pub notifications: notification_service::Settings,
+}
 
+impl Settings {
+    /// From the environment, with peers at `own_url` unless `*_SERVICE_URL`
+    /// says otherwise.
+    pub fn from_env(own_url: BaseUrl) -> Result<Settings, ConfigError> {
+        let mut users = user_service::Settings::from_env(Some(own_url.clone()))?;
+        users.common.database_url = database("USER_DATABASE_URL", "users.db")?;
+        let mut billing = billing_service::Settings::from_env()?;
+        billing.common.database_url = database("BILLING_DATABASE_URL", "billing.db")?;
+        let mut orders = order_service::Settings::from_env(Some(own_url))?;
+        orders.common.database_url = database("ORDER_DATABASE_URL", "orders.db")?;
+        let mut notifications = notification_service::Settings::from_env()?;
+        notifications.common.database_url = database("NOTIFICATION_DATABASE_URL", "notifications.db")?;
+        Ok(Settings { users, billing, orders, notifications })
+    }
+}
+
+/// The four services, ready to be served on one port.
+pub fn services(settings: &Settings) -> Result<Vec<Service>, DatabaseSetupError> {
     // One client for the whole process.
-    let client = order_service::http_client(&orders);
+    let client = order_service::http_client(&settings.orders);
     Ok(vec![
-        user_service::service(&users, client.clone()).map_err(|e| e.to_string())?,
-        billing_service::service(&billing).map_err(|e| e.to_string())?,
-        order_service::service(&orders, client).map_err(|e| e.to_string())?,
-        notification_service::service(&letters).map_err(|e| e.to_string())?,
+        user_service::service(&settings.users, client.clone())?,
+        billing_service::service(&settings.billing)?,
+        order_service::service(&settings.orders, client)?,
+        notification_service::service(&settings.notifications)?,
     ])
 }
 

@@ -2,32 +2,18 @@
 //! through it; docs, probes and metrics on the same port.
 
 use serde_json::json;
-use testkit::{Api, Backend, TestDb};
+use testkit::{Api, Backend, TestDb, on_both_backends};
 
-/// The all-in-one reads its databases from the environment, which is
-/// process-wide: one test walks both backends in turn.
-#[actix_web::test]
-async fn one_port_serves_the_whole_system() {
-    let mut backends = vec![Backend::Sqlite];
-    if testkit::postgres_available() {
-        backends.push(Backend::Postgres);
-    }
-    for backend in backends {
-        walk(backend).await;
-    }
-}
-
-async fn walk(backend: Backend) {
+async fn one_port_serves_the_whole_system(backend: Backend) {
     let dbs: Vec<TestDb> =
         ["users", "billing", "orders", "letters"].iter().map(|label| TestDb::fresh(backend, label).unwrap()).collect();
-    for (var, db) in ["USER_DATABASE_URL", "BILLING_DATABASE_URL", "ORDER_DATABASE_URL", "NOTIFICATION_DATABASE_URL"]
-        .iter()
-        .zip(&dbs)
-    {
-        std::env::set_var(var, &db.url);
-    }
     let (listener, url) = testkit::listener();
-    let services = order_system::services(order_system::own_url(listener.local_addr().unwrap())).unwrap();
+    let mut settings = order_system::Settings::from_env(order_system::own_url(listener.local_addr().unwrap())).unwrap();
+    settings.users.common.database_url = dbs[0].database_url();
+    settings.billing.common.database_url = dbs[1].database_url();
+    settings.orders.common.database_url = dbs[2].database_url();
+    settings.notifications.common.database_url = dbs[3].database_url();
+    let services = order_system::services(&settings).unwrap();
     let server = testkit::serve(listener, services);
     let api = Api::new(url);
 
@@ -91,3 +77,5 @@ async fn walk(backend: Backend) {
     }
     server.stop(true).await;
 }
+
+on_both_backends!(one_port_serves_the_whole_system);

@@ -8,9 +8,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{eventually, Orders, System, Timing};
+use support::{Orders, System, Timing, eventually};
 use testkit::fault_proxy::Mode;
-use testkit::{on_both_backends, unique, Backend};
+use testkit::{Backend, on_both_backends, unique};
 
 /// The longest any single wait in these tests may take.
 const PATIENCE: Duration = Duration::from_secs(15);

@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{eventually, System, Timing};
-use testkit::{on_both_backends, unique, Backend};
+use support::{System, Timing, eventually};
+use testkit::{Backend, on_both_backends, unique};
 
 /// The homework's scenario, step by step.
 async fn the_homework_scenario(backend: Backend) {

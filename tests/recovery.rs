@@ -7,9 +7,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{eventually, Orders, System, Timing};
+use support::{Orders, System, Timing, eventually};
 use testkit::fault_proxy::Mode;
-use testkit::{on_both_backends, unique, Backend};
+use testkit::{Backend, on_both_backends, unique};
 
 const PATIENCE: Duration = Duration::from_secs(15);
 

@@ -12,9 +12,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{eventually, Orders, System, Timing};
+use support::{Orders, System, Timing, eventually};
 use testkit::fault_proxy::Mode;
-use testkit::{on_both_backends, Api, Backend, Reply};
+use testkit::{Api, Backend, Reply, on_both_backends};
 
 const PATIENCE: Duration = Duration::from_secs(15);
 const HOLD: Duration = Duration::from_millis(1500);

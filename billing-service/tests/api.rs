@@ -3,7 +3,7 @@
 
 use billing_service::Settings;
 use serde_json::json;
-use testkit::{on_both_backends, Api, Backend, TestDb};
+use testkit::{Api, Backend, TestDb, on_both_backends};
 
 async fn spawn(backend: Backend) -> (Api, TestDb) {
     let db = TestDb::fresh(backend, "billing").expect("backend available");

@@ -1,18 +1,18 @@
 //! `GET /notifications` (public) and `POST /internal/notifications`.
 
-use actix_web::web::{self, Json, Query};
 use actix_web::HttpResponse;
+use actix_web::web::{self, Json, Query};
 use serde::{Deserialize, Serialize};
 use service_kit::body::JsonObject;
 use service_kit::ids::UserIdQuery;
 use service_kit::problem::{BodyRefusals, ProblemType};
-use service_kit::{time, Problem};
+use service_kit::{Problem, time};
 use utoipa::ToSchema;
 
+use crate::Notifications;
 use crate::domain::{LetterKind, NewLetter};
 use crate::error::NotificationError;
 use crate::letters::Letter;
-use crate::Notifications;
 
 impl From<&NotificationError> for Problem {
     fn from(e: &NotificationError) -> Problem {

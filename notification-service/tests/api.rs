@@ -2,8 +2,8 @@
 //! SQLite and on PostgreSQL.
 
 use notification_service::Settings;
-use serde_json::{json, Value};
-use testkit::{on_both_backends, Api, Backend, TestDb};
+use serde_json::{Value, json};
+use testkit::{Api, Backend, TestDb, on_both_backends};
 
 async fn spawn(backend: Backend) -> (Api, TestDb) {
     let db = TestDb::fresh(backend, "notifications").expect("backend available");

@@ -1,14 +1,14 @@
 //! `POST /orders`, `GET /orders/{id}`, `GET /orders?user_id=`.
 
-use actix_web::web::{self, Json, Path, Query};
 use actix_web::HttpResponse;
+use actix_web::web::{self, Json, Path, Query};
 use serde::{Deserialize, Serialize};
 use service_kit::body::JsonObject;
 use service_kit::idempotency::{KeyHeader, StoredResponse};
 use service_kit::ids::{Id, UserIdQuery};
 use service_kit::money::Amount;
 use service_kit::problem::{BodyRefusals, ProblemType};
-use service_kit::{time, Problem};
+use service_kit::{Problem, time};
 use utoipa::ToSchema;
 
 use crate::book::{FailureReason, Order, OrderStatus};

@@ -395,10 +395,10 @@ pub fn connect(
     migrations: &Migrations,
 ) -> Result<DbPool, DatabaseSetupError> {
     let fail = |reason: String| DatabaseSetupError { url: url.redacted(), reason };
-    if let DatabaseUrl::Sqlite(path) = url {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
-        }
+    if let DatabaseUrl::Sqlite(path) = url
+        && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
     }
     log::info!("database {}", url.redacted());
     let mut connector = Connector::new(url.clone());

@@ -8,7 +8,7 @@ use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::server::Server;
 use utoipa::openapi::{ObjectBuilder, OpenApi, Ref, RefOr, Required, Type};
 
-use crate::problem::{ProblemType, PROBLEM_JSON};
+use crate::problem::{PROBLEM_JSON, ProblemType};
 use utoipa_swagger_ui::{Config, SwaggerUi, Url};
 
 /// A document as served and committed: the servers, no authentication,
@@ -82,10 +82,10 @@ fn with_shared_parts(mut doc: OpenApi) -> OpenApi {
     for operation in operations(&mut doc) {
         let parameters = operation.parameters.get_or_insert_with(Vec::new);
         for p in parameters.iter_mut() {
-            if let RefOr::T(parameter) = p {
-                if parameter.parameter_in == ParameterIn::Header {
-                    *p = RefOr::T(example_in_schema(parameter.clone()));
-                }
+            if let RefOr::T(parameter) = p
+                && parameter.parameter_in == ParameterIn::Header
+            {
+                *p = RefOr::T(example_in_schema(parameter.clone()));
             }
         }
         parameters.push(RefOr::Ref(Ref::new(format!("#/components/parameters/{REQUEST_ID}"))));

@@ -1,7 +1,7 @@
 //! Probes: live means the process answers; ready means every database it
 //! owns is reachable and the process is not stopping.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -50,11 +50,7 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     .unwrap_or_default();
     let up = !checks.is_empty() && checks.values().all(|s| *s == "up");
     let body = Health { status: if up { "up" } else { "down" }, checks };
-    if up {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    if up { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -216,11 +216,7 @@ macro_rules! idempotency_store {
                     ))
                     .on_conflict_do_nothing()
                     .execute(self)?;
-                if inserted == 1 {
-                    Ok(Claim::Fresh)
-                } else {
-                    self.check_key(key, request)
-                }
+                if inserted == 1 { Ok(Claim::Fresh) } else { self.check_key(key, request) }
             }
 
             fn attach_resource(&mut self, key: &IdempotencyKey, resource_id: i64) -> QueryResult<()> {

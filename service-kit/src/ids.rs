@@ -17,11 +17,7 @@ impl TryFrom<i64> for Id {
     type Error = String;
 
     fn try_from(value: i64) -> Result<Self, Self::Error> {
-        if value >= 1 {
-            Ok(Id(value))
-        } else {
-            Err(format!("an id must be between 1 and {}, got {value}", i64::MAX))
-        }
+        if value >= 1 { Ok(Id(value)) } else { Err(format!("an id must be between 1 and {}, got {value}", i64::MAX)) }
     }
 }
 

@@ -37,11 +37,7 @@ fn line(ts: &str, record: &log::Record<'_>, process: &str) -> String {
 /// `order_service::saga` → `order-service`; anything else → the process.
 fn service_of(target: &str, process: &str) -> String {
     let krate = target.split("::").next().unwrap_or(target);
-    if krate.ends_with("_service") {
-        krate.replace('_', "-")
-    } else {
-        process.to_owned()
-    }
+    if krate.ends_with("_service") { krate.replace('_', "-") } else { process.to_owned() }
 }
 
 /// Quotes and line breaks escaped, so one record stays one line.

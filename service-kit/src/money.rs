@@ -18,11 +18,7 @@ pub struct AmountError {
 
 impl Amount {
     pub fn parse(field: &'static str, value: i64) -> Result<Amount, AmountError> {
-        if (1..=MAX_AMOUNT).contains(&value) {
-            Ok(Amount(value))
-        } else {
-            Err(AmountError { field, value })
-        }
+        if (1..=MAX_AMOUNT).contains(&value) { Ok(Amount(value)) } else { Err(AmountError { field, value }) }
     }
 
     pub fn minor_units(self) -> i64 {

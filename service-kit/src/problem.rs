@@ -2,8 +2,8 @@
 //! and the one catalogue of problem types all four services draw from (a
 //! problem cannot be made of a type that is not in it).
 
-use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::rt::task::JoinHandle;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{App, HttpResponse, HttpServer, web};
 use tokio::sync::watch;
 
 use crate::config::{CommonSettings, ShutdownSettings};
@@ -184,7 +184,7 @@ pub async fn serve(listener: TcpListener, services: Vec<Service>, settings: Shut
 
 /// The next SIGTERM or SIGINT, by name.
 async fn termination_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     Ok(tokio::select! {

@@ -9,10 +9,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use service_kit::config::BaseUrl;
 use testkit::fault_proxy::FaultProxy;
-use testkit::{unique, Api, Backend, TestDb};
+use testkit::{Api, Backend, TestDb, unique};
 
 pub struct System {
     /// Declared first so it closes before the databases are dropped.

@@ -1,17 +1,17 @@
 //! `POST /users` and `GET /users/{id}`.
 
-use actix_web::web::{self, Json, Path};
 use actix_web::HttpResponse;
+use actix_web::web::{self, Json, Path};
 use serde::{Deserialize, Serialize};
 use service_kit::body::JsonObject;
 use service_kit::idempotency::{KeyHeader, StoredResponse};
 use service_kit::ids::Id;
 use service_kit::problem::{BodyRefusals, ProblemType};
-use service_kit::{time, Problem};
+use service_kit::{Problem, time};
 use utoipa::ToSchema;
 
 use crate::directory::{Taken, User};
-use crate::domain::{optional_phone, optional_text, Email, NewUser, Username};
+use crate::domain::{Email, NewUser, Username, optional_phone, optional_text};
 use crate::error::UserError;
 use crate::registration::{Registration, Users};
 

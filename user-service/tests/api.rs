@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use service_kit::config::BaseUrl;
-use testkit::{on_both_backends, unique, Api, Backend, TestDb};
+use testkit::{Api, Backend, TestDb, on_both_backends, unique};
 
 struct Stack {
     users: Api,

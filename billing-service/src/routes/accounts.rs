@@ -2,17 +2,17 @@
 
 use actix_web::web::{self, Json, Path};
 use serde::Deserialize;
+use service_kit::Problem;
 use service_kit::body::JsonObject;
 use service_kit::ids::Id;
 use service_kit::money::Amount;
 use service_kit::problem::BodyRefusals;
-use service_kit::Problem;
 use utoipa::ToSchema;
 
 use super::{AccountBody, EntryBody, ReceiptBody, WithdrawalAnswers};
+use crate::Billing;
 use crate::domain::{Caller, EntryKind, Movement, Reference};
 use crate::error::BillingError;
-use crate::Billing;
 
 /// A deposit or a withdrawal.
 #[derive(Debug, Deserialize, ToSchema)]

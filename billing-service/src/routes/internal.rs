@@ -1,20 +1,20 @@
 //! Service-to-service routes: `/internal/billing/…`. Never routed by the
 //! Ingress.
 
-use actix_web::web::{self, Json, Path};
 use actix_web::HttpResponse;
+use actix_web::web::{self, Json, Path};
 use serde::Deserialize;
+use service_kit::Problem;
 use service_kit::body::JsonObject;
 use service_kit::ids::Id;
 use service_kit::problem::BodyRefusals;
-use service_kit::Problem;
 use utoipa::ToSchema;
 
 use super::accounts::MoneyRequest;
 use super::{AccountBody, ReceiptBody, WithdrawalAnswers};
+use crate::Billing;
 use crate::domain::{Caller, EntryKind};
 use crate::error::BillingError;
-use crate::Billing;
 
 /// Whose account to open.
 #[derive(Debug, Deserialize, ToSchema)]

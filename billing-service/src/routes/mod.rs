@@ -2,8 +2,8 @@ pub mod accounts;
 pub mod internal;
 
 use serde::Serialize;
-use service_kit::problem::ProblemType;
 use service_kit::Problem;
+use service_kit::problem::ProblemType;
 use utoipa::ToSchema;
 
 use crate::domain::EntryKind;
