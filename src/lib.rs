@@ -2,7 +2,13 @@
 //! with its own SQLite file, still calling each other over real HTTP
 //! through that port.
 
-use service_kit::config::{self, BaseUrl, ConfigError};
+pub mod secrets;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use service_kit::auth::ServiceCredential;
+use service_kit::config::{self, BaseUrl, ConfigError, Fallbacks};
 use service_kit::db::{DatabaseSetupError, DatabaseUrl};
 use service_kit::server::Service;
 use utoipa::OpenApi;
@@ -10,6 +16,9 @@ use utoipa::OpenApi;
 /// Each service's database: `<SERVICE>_DATABASE_URL`, by default a SQLite
 /// file under `./data/`. (`DATABASE_URL` is not used here: four services
 /// cannot share one database.)
+/// Where the all-in-one keeps its databases and secrets.
+pub const DATA_DIR: &str = "data";
+
 fn database(var: &'static str, file: &str) -> Result<DatabaseUrl, ConfigError> {
     config::var_or(var, format!("sqlite://data/{file}").parse().expect("valid default"))
 }
@@ -25,16 +34,30 @@ pub struct Settings {
 
 impl Settings {
     /// From the environment, with peers at `own_url` unless `*_SERVICE_URL`
-    /// says otherwise.
-    pub fn from_env(own_url: BaseUrl) -> Result<Settings, ConfigError> {
-        let mut users = user_service::Settings::from_env(Some(own_url.clone()))?;
-        users.common.database_url = database("USER_DATABASE_URL", "users.db")?;
-        let mut billing = billing_service::Settings::from_env()?;
-        billing.common.database_url = database("BILLING_DATABASE_URL", "billing.db")?;
-        let mut orders = order_service::Settings::from_env(Some(own_url))?;
-        orders.common.database_url = database("ORDER_DATABASE_URL", "orders.db")?;
-        let mut notifications = notification_service::Settings::from_env()?;
-        notifications.common.database_url = database("NOTIFICATION_DATABASE_URL", "notifications.db")?;
+    /// says otherwise, and the service credential and the signing key from
+    /// `INTERNAL_API_TOKEN` and `AUTH_SIGNING_KEY_FILE`, else from (or newly
+    /// into) `data_dir` (`./data/`) — so tokens survive a restart.
+    pub fn from_env(own_url: BaseUrl, data_dir: &Path) -> Result<Settings, String> {
+        let text = |e: ConfigError| e.to_string();
+        let fallbacks = Fallbacks {
+            peers: Some(own_url),
+            credential: match config::optional_secret::<ServiceCredential>("INTERNAL_API_TOKEN").map_err(text)? {
+                Some(_) => None,
+                None => Some(secrets::credential(data_dir)?),
+            },
+            signing_key: match config::optional::<String>("AUTH_SIGNING_KEY_FILE").map_err(text)? {
+                Some(_) => None,
+                None => Some(Arc::new(secrets::signing_key(data_dir)?)),
+            },
+        };
+        let mut users = user_service::Settings::from_env(&fallbacks).map_err(text)?;
+        users.common.database_url = database("USER_DATABASE_URL", "users.db").map_err(text)?;
+        let mut billing = billing_service::Settings::from_env(&fallbacks).map_err(text)?;
+        billing.common.database_url = database("BILLING_DATABASE_URL", "billing.db").map_err(text)?;
+        let mut orders = order_service::Settings::from_env(&fallbacks).map_err(text)?;
+        orders.common.database_url = database("ORDER_DATABASE_URL", "orders.db").map_err(text)?;
+        let mut notifications = notification_service::Settings::from_env(&fallbacks).map_err(text)?;
+        notifications.common.database_url = database("NOTIFICATION_DATABASE_URL", "notifications.db").map_err(text)?;
         Ok(Settings { users, billing, orders, notifications })
     }
 }
@@ -45,9 +68,9 @@ pub fn services(settings: &Settings) -> Result<Vec<Service>, DatabaseSetupError>
     let client = order_service::http_client(&settings.orders);
     Ok(vec![
         user_service::service(&settings.users, client.clone())?,
-        billing_service::service(&settings.billing)?,
-        order_service::service(&settings.orders, client)?,
-        notification_service::service(&settings.notifications)?,
+        billing_service::service(&settings.billing, client.clone())?,
+        order_service::service(&settings.orders, client.clone())?,
+        notification_service::service(&settings.notifications, client)?,
     ])
 }
 
@@ -64,10 +87,13 @@ pub fn own_url(bound: std::net::SocketAddr) -> BaseUrl {
 pub fn openapi_documents() -> Vec<(&'static str, utoipa::openapi::OpenApi)> {
     use service_kit::docs::publish;
     vec![
-        ("user-service.yaml", publish(user_service::ApiDoc::openapi())),
-        ("billing-service.yaml", publish(billing_service::ApiDoc::openapi())),
-        ("order-service.yaml", publish(order_service::ApiDoc::openapi())),
-        ("notification-service.yaml", publish(notification_service::ApiDoc::openapi())),
+        ("user-service.yaml", publish(user_service::ApiDoc::openapi(), &user_service::endpoints())),
+        ("billing-service.yaml", publish(billing_service::ApiDoc::openapi(), &billing_service::endpoints())),
+        ("order-service.yaml", publish(order_service::ApiDoc::openapi(), &order_service::endpoints())),
+        (
+            "notification-service.yaml",
+            publish(notification_service::ApiDoc::openapi(), &notification_service::endpoints()),
+        ),
     ]
 }
 

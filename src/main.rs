@@ -12,7 +12,8 @@ async fn main() -> std::io::Result<()> {
     let shutdown = or_exit(config::ShutdownSettings::from_env());
     let listener = or_exit(bind(addr));
     let bound = listener.local_addr()?;
-    let settings = or_exit(order_system::Settings::from_env(order_system::own_url(bound)));
+    let data = std::path::Path::new(order_system::DATA_DIR);
+    let settings = or_exit(order_system::Settings::from_env(order_system::own_url(bound), data));
     let services = or_exit(order_system::services(&settings));
     log::info!("order-system listening on {bound}: Swagger UI at http://localhost:{}/docs/", bound.port());
     serve(listener, services, shutdown).await

@@ -8,18 +8,29 @@ async fn one_port_serves_the_whole_system(backend: Backend) {
     let dbs: Vec<TestDb> =
         ["users", "billing", "orders", "letters"].iter().map(|label| TestDb::fresh(backend, label).unwrap()).collect();
     let (listener, url) = testkit::listener();
-    let mut settings = order_system::Settings::from_env(order_system::own_url(listener.local_addr().unwrap())).unwrap();
+    let data = TestDb::fresh(Backend::Sqlite, "secrets").unwrap();
+    let data_dir = data.database_url();
+    let service_kit::db::DatabaseUrl::Sqlite(secrets) = data_dir else { unreachable!() };
+    let own_url = order_system::own_url(listener.local_addr().unwrap());
+    let mut settings = order_system::Settings::from_env(own_url, secrets.parent().unwrap()).unwrap();
     settings.users.common.database_url = dbs[0].database_url();
     settings.billing.common.database_url = dbs[1].database_url();
     settings.orders.common.database_url = dbs[2].database_url();
     settings.notifications.common.database_url = dbs[3].database_url();
     let services = order_system::services(&settings).unwrap();
     let server = testkit::serve(listener, services);
-    let api = Api::new(url);
+    let anyone = Api::new(url);
 
-    let user = api.post("/users", json!({ "username": "ann", "email": "ann@example.com" })).await;
+    let password = "correct horse battery";
+    let user =
+        anyone.post("/users", json!({ "username": "ann", "email": "ann@example.com", "password": password })).await;
     assert_eq!(user.status, 201, "{}", user.text);
     let id = user.body["id"].as_i64().unwrap();
+    let token = anyone.post("/users/tokens", json!({ "username": "ann", "password": password })).await;
+    assert_eq!(token.status, 200, "{}", token.text);
+    // The other three services check the token with the key set they fetch
+    // from user-service, through the same port.
+    let api = anyone.with_token(token.body["access_token"].as_str().unwrap());
     api.post(&format!("/billing/accounts/{id}/deposit"), json!({ "amount": 500 })).await;
     let order = api.post("/orders", json!({ "user_id": id, "price": 400 })).await;
     assert_eq!(order.body["status"], "paid", "{}", order.text);
@@ -46,6 +57,7 @@ async fn one_port_serves_the_whole_system(backend: Backend) {
         assert_eq!(res.status(), 302, "{from}");
         assert_eq!(res.headers()["location"], to, "{from}");
     }
+    let api = anyone;
     let page = api.get("/docs/").await;
     assert_eq!(page.status, 200);
     assert!(page.text.contains("swagger"), "the Swagger UI page");

@@ -25,7 +25,7 @@ async fn charges(sys: &System, user: i64, id: i64) -> Vec<serde_json::Value> {
 /// `balance`, exactly one happy letter is stored for it, it is marked
 /// notified, and the money adds up.
 async fn assert_paid_once(sys: &System, user: i64, id: i64, price: i64, balance: i64) {
-    let order = sys.api.orders.get(&format!("/orders/{id}")).await;
+    let order = sys.get_order(id).await;
     assert_eq!(order.status, 200, "{}", order.text);
     assert_eq!(order.body["status"], "paid", "{}", order.text);
     let paid = charges(sys, user, id).await;
@@ -43,7 +43,7 @@ async fn assert_paid_once(sys: &System, user: i64, id: i64, price: i64, balance:
 }
 
 async fn status_of(sys: &System, id: i64) -> serde_json::Value {
-    sys.api.orders.get(&format!("/orders/{id}")).await.body["status"].clone()
+    sys.get_order(id).await.body["status"].clone()
 }
 
 /// Billing refuses every connection: the order answers 202 pending and
@@ -180,15 +180,15 @@ async fn registration_without_billing(backend: Backend) {
     to_billing.set(Mode::Refuse);
 
     let name = unique("u_");
-    let body = json!({ "username": name, "email": format!("{name}@example.com") });
+    let body = json!({ "username": name, "email": format!("{name}@example.com"), "password": support::PASSWORD });
     let r = sys.api.users.post("/users", body.clone()).await;
     r.assert_problem(503);
     assert!(r.header("location").is_none());
     assert!(to_billing.counts().refused >= 2, "retried within the budget: {:?}", to_billing.counts());
     // The user it would have been is not there, and has no account.
     let would_be = before + 1;
-    sys.api.users.get(&format!("/users/{would_be}")).await.assert_problem(404);
-    sys.api.billing.get(&format!("/billing/accounts/{would_be}")).await.assert_problem(404);
+    sys.api.users.as_user(would_be).get(&format!("/users/{would_be}")).await.assert_problem(404);
+    sys.api.billing.as_user(would_be).get(&format!("/billing/accounts/{would_be}")).await.assert_problem(404);
 
     // Billing back, and its first answer lost on the way: user-service
     // retries the (idempotent) account opening.
@@ -199,7 +199,7 @@ async fn registration_without_billing(backend: Backend) {
     assert_eq!(to_billing.counts().dropped, 1);
     assert_eq!(again.body["username"], name.as_str());
     let user = again.body["id"].as_i64().unwrap();
-    assert_eq!(sys.api.users.get(&format!("/users/{user}")).await.status, 200);
+    assert_eq!(sys.api.users.as_user(user).get(&format!("/users/{user}")).await.status, 200);
     assert_eq!(sys.balance(user).await, 0, "the account exists");
     assert!(sys.ledger(user).await.is_empty());
     assert!(sys.letters(user).await.is_empty());
@@ -230,6 +230,7 @@ async fn order_service_killed_mid_saga(backend: Backend) {
         orders
             .client
             .post(format!("{}/orders", orders.base))
+            .bearer_auth(testkit::token_for(user))
             .json(&json!({ "user_id": user, "price": 250 }))
             .send()
             .await

@@ -48,7 +48,7 @@ async fn the_homework_scenario(backend: Backend) {
     assert_eq!(letters[0]["order_id"], rejected.body["id"]);
     assert!(letters[0]["body"].as_str().unwrap().contains("700.00"));
     // The order is readable and listed newest first.
-    let got = sys.api.orders.get(&format!("/orders/{paid_id}")).await;
+    let got = sys.get_order(paid_id).await;
     assert_eq!(got.body, paid.body);
     let listed = sys.orders_of(user).await;
     assert_eq!(listed[0]["id"], rejected.body["id"]);
@@ -62,15 +62,16 @@ async fn a_replayed_order_is_charged_once(backend: Backend) {
     sys.deposit(user, 1_000).await;
     let key = unique("order-key-");
     let body = json!({ "user_id": user, "price": 300 });
-    let first = sys.api.orders.post_keyed("/orders", &key, body.clone()).await;
+    let first = sys.api.orders.as_user(user).post_keyed("/orders", &key, body.clone()).await;
     assert_eq!(first.status, 201, "{}", first.text);
     for _ in 0..3 {
-        let again = sys.api.orders.post_keyed("/orders", &key, body.clone()).await;
+        let again = sys.api.orders.as_user(user).post_keyed("/orders", &key, body.clone()).await;
         assert_eq!(again.status, 201);
         assert_eq!(again.body, first.body);
         assert_eq!(again.header("location"), first.header("location"));
     }
-    let other = sys.api.orders.post_keyed("/orders", &key, json!({ "user_id": user, "price": 301 })).await;
+    let other =
+        sys.api.orders.as_user(user).post_keyed("/orders", &key, json!({ "user_id": user, "price": 301 })).await;
     assert_eq!(other.assert_problem(422), "idempotency-key-reused");
     assert_eq!(sys.balance(user).await, 700);
     assert_eq!(sys.orders_of(user).await.len(), 1);
@@ -100,7 +101,7 @@ async fn bad_orders_are_refused_and_store_nothing(backend: Backend) {
     let sys = System::start(backend, Timing::default()).await;
     let user = sys.user().await;
     sys.deposit(user, 1_000).await;
-    let orders = &sys.api.orders;
+    let orders = &sys.api.orders.as_user(user);
     assert_eq!(sys.order(987_654, 10).await.assert_problem(422), "unknown-user");
     for price in [0, -1, 1_000_000_000_001] {
         sys.order(user, price).await.assert_problem(422);
@@ -131,7 +132,8 @@ async fn bad_orders_are_refused_and_store_nothing(backend: Backend) {
     orders.get("/orders/abc").await.assert_problem(400);
     orders.get("/orders/424242").await.assert_problem(404);
     orders.send(orders.client.put(format!("{}/orders/1", orders.base))).await.assert_problem(405);
-    assert_eq!(orders.get("/orders?user_id=424242").await.body, json!([]));
+    let nobody = sys.api.orders.as_user(424242);
+    assert_eq!(nobody.get("/orders?user_id=424242").await.body, json!([]));
     assert_eq!(sys.orders_of(user).await, Vec::<serde_json::Value>::new(), "no order stored");
     assert_eq!(sys.balance(user).await, 1_000);
     assert_eq!(sys.letters(user).await.len(), 0);
@@ -155,11 +157,8 @@ async fn an_order_placed_while_billing_is_down_is_finished_later(backend: Backen
     let id = r.body["id"].as_i64().unwrap();
     let addr = sys.billing_url.trim_start_matches("http://").to_owned();
     let listener = std::net::TcpListener::bind(&addr).expect("billing's port is free again");
-    let _billing = support::start_billing(listener, &sys.dbs.billing);
-    let paid = eventually(Duration::from_secs(15), || async {
-        sys.api.orders.get(&format!("/orders/{id}")).await.body["status"] == "paid"
-    })
-    .await;
+    let _billing = support::start_billing(listener, &sys.dbs.billing, &sys.urls.users);
+    let paid = eventually(Duration::from_secs(15), || async { sys.get_order(id).await.body["status"] == "paid" }).await;
     assert!(paid, "the recovery loop paid the order");
     let lettered = eventually(Duration::from_secs(10), || async { sys.letters(user).await.len() == 1 }).await;
     assert!(lettered, "one letter");

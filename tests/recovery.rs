@@ -30,7 +30,7 @@ fn order_left_pending(sys: &System, user: i64, price: i64) -> i64 {
 }
 
 async fn status_of(sys: &System, id: i64) -> serde_json::Value {
-    sys.api.orders.get(&format!("/orders/{id}")).await.body["status"].clone()
+    sys.get_order(id).await.body["status"].clone()
 }
 
 /// A crash between finishing the order and storing its key's answer left
@@ -41,20 +41,28 @@ async fn a_key_left_in_progress_after_its_order_finished_is_answered(backend: Ba
     sys.deposit(user, 1_000).await;
     let key = unique("crash-");
     let body = json!({ "user_id": user, "price": 100 });
-    let first = sys.api.orders.post_keyed("/orders", &key, body.clone()).await;
+    let first = sys.api.orders.as_user(user).post_keyed("/orders", &key, body.clone()).await;
     assert_eq!(first.status, 201, "{}", first.text);
-    testkit::execute_sql(
+    // The key as the service stores it: scoped to the user.
+    let stored_key = format!("user-{user}:{}", service_kit::auth::sha256_hex(key.as_bytes()));
+    let unanswered = testkit::execute_sql(
         &sys.dbs.orders,
         &format!(
-            "UPDATE idempotency_keys SET status_code = NULL, response_body = NULL, location = NULL WHERE key = '{key}'"
+            "UPDATE idempotency_keys SET status_code = NULL, response_body = NULL, location = NULL \
+             WHERE key = '{stored_key}'"
         ),
     );
+    assert_eq!(unanswered, 1, "the key's answer was taken away");
     let answered = eventually(PATIENCE, || async {
-        let replay = sys.api.orders.post_keyed("/orders", &key, body.clone()).await;
+        let replay = sys.api.orders.as_user(user).post_keyed("/orders", &key, body.clone()).await;
         replay.status == 201 && replay.body == first.body
     })
     .await;
-    assert!(answered, "the replay still gets: {}", sys.api.orders.post_keyed("/orders", &key, body.clone()).await.text);
+    assert!(
+        answered,
+        "the replay still gets: {}",
+        sys.api.orders.as_user(user).post_keyed("/orders", &key, body.clone()).await.text
+    );
     assert_eq!(sys.orders_of(user).await.len(), 1);
     sys.assert_money_conserved(user).await;
 }
@@ -83,7 +91,7 @@ async fn recovery_goes_on_past_orders_peers_refuse_for_good(backend: Backend) {
     let lettered = eventually(PATIENCE, || async { sys.letters(good).await.len() == 1 }).await;
     assert!(lettered, "and its letter stored");
 
-    let rejected = sys.api.orders.get(&format!("/orders/{no_account}")).await;
+    let rejected = sys.get_order(no_account).await;
     assert_eq!(rejected.body["status"], "rejected", "{}", rejected.text);
     assert_eq!(rejected.body["failure_reason"], "payment_refused", "{}", rejected.text);
     let ended = eventually(PATIENCE, || async { sys.order_row(no_account).await.is_finished() }).await;

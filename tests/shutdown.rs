@@ -40,7 +40,7 @@ fn accepts(addr: SocketAddr) -> bool {
 /// held by the proxy (for `hold`), so the request is in flight.
 async fn order_in_flight(sys: &System, user: i64, hold: Duration) -> actix_web::rt::task::JoinHandle<Reply> {
     sys.faults().billing.once(Mode::Delay(hold));
-    let orders = sys.api.orders.clone();
+    let orders = sys.api.orders.as_user(user);
     let placing = actix_web::rt::spawn(async move {
         orders
             .send(orders.client.post(format!("{}/orders", orders.base)).json(&json!({ "user_id": user, "price": 250 })))
@@ -56,7 +56,7 @@ async fn assert_paid_once(sys: &System, user: i64, reply: &Reply) {
     assert_eq!(reply.status, 201, "{}", reply.text);
     assert_eq!(reply.body["status"], "paid");
     let id = reply.body["id"].as_i64().unwrap();
-    let got = sys.api.orders.get(&format!("/orders/{id}")).await;
+    let got = sys.get_order(id).await;
     assert_eq!(got.body["status"], "paid", "{}", got.text);
     let reference = format!("order-{id}");
     let ledger = sys.ledger(user).await;
@@ -157,6 +157,7 @@ async fn sigterm_drains_before_it_stops_accepting(backend: Backend) {
     let fresh = testkit::Api {
         base: sys.api.orders.base.clone(),
         client: reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap(),
+        token: Some(testkit::token_for(user)),
     };
     let during = fresh.post("/orders", json!({ "user_id": user, "price": 100 })).await;
     let served_at = signalled.elapsed();

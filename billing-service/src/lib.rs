@@ -9,7 +9,8 @@ pub mod schema;
 use std::sync::Arc;
 
 use actix_web::web;
-use service_kit::config::{CommonSettings, ConfigError};
+use service_kit::auth::{Access, Endpoint, Gatekeeper, Named};
+use service_kit::config::{BaseUrl, CommonSettings, ConfigError, Fallbacks};
 use service_kit::db::{self, DatabaseSetupError, DbPool, Migrations, SqlMigration};
 use service_kit::server::Service;
 use service_kit::{time, with_backend};
@@ -30,11 +31,16 @@ pub static MIGRATIONS: Migrations = Migrations(&[SqlMigration {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: CommonSettings,
+    /// `USER_SERVICE_URL`: where the keys that check tokens are published.
+    pub user_url: BaseUrl,
 }
 
 impl Settings {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Settings { common: CommonSettings::from_env("sqlite://data/billing.db")? })
+    pub fn from_env(fallbacks: &Fallbacks) -> Result<Self, ConfigError> {
+        Ok(Settings {
+            common: CommonSettings::from_env("sqlite://data/billing.db", fallbacks)?,
+            user_url: fallbacks.peer("USER_SERVICE_URL")?,
+        })
     }
 }
 
@@ -106,23 +112,23 @@ impl Billing {
 )]
 pub struct ApiDoc;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// Every route with who may call it.
+pub fn endpoints() -> Vec<Endpoint> {
     use routes::{accounts, internal};
-    cfg.service(web::resource("/billing/accounts/{user_id}").route(web::get().to(accounts::get_account)))
-        .service(web::resource("/billing/accounts/{user_id}/deposit").route(web::post().to(accounts::deposit)))
-        .service(web::resource("/billing/accounts/{user_id}/withdraw").route(web::post().to(accounts::withdraw)))
-        .service(
-            web::resource("/billing/accounts/{user_id}/transactions").route(web::get().to(accounts::list_transactions)),
-        )
-        .service(web::resource("/internal/billing/accounts").route(web::post().to(internal::open_account)))
-        .service(
-            web::resource("/internal/billing/accounts/{user_id}/withdraw").route(web::post().to(internal::pay_order)),
-        );
+    let own = Access::OwnUser(Named::Path("user_id"));
+    vec![
+        Endpoint::get("/billing/accounts/{user_id}", own, accounts::get_account),
+        Endpoint::post("/billing/accounts/{user_id}/deposit", own, accounts::deposit),
+        Endpoint::post("/billing/accounts/{user_id}/withdraw", own, accounts::withdraw),
+        Endpoint::get("/billing/accounts/{user_id}/transactions", own, accounts::list_transactions),
+        Endpoint::post("/internal/billing/accounts", Access::Internal, internal::open_account),
+        Endpoint::post("/internal/billing/accounts/{user_id}/withdraw", Access::Internal, internal::pay_order),
+    ]
 }
 
 /// Connects the database (applying migrations) and describes the service
-/// for the server.
-pub fn service(settings: &Settings) -> Result<Service, DatabaseSetupError> {
+/// for the server; `client` fetches the keys that check tokens.
+pub fn service(settings: &Settings, client: reqwest::Client) -> Result<Service, DatabaseSetupError> {
     let pool = db::connect(&settings.common.database_url, settings.common.pool_size, &MIGRATIONS)?;
     let billing = web::Data::new(Billing { pool: pool.clone() });
     Ok(Service {
@@ -130,10 +136,15 @@ pub fn service(settings: &Settings) -> Result<Service, DatabaseSetupError> {
         docs_slug: "billing",
         openapi: ApiDoc::openapi(),
         database: pool,
-        routes: Arc::new(move |cfg| {
+        state: Arc::new(move |cfg| {
             cfg.app_data(billing.clone());
-            routes(cfg);
         }),
+        endpoints: endpoints(),
+        gate: Arc::new(Gatekeeper::with_published_keys(
+            settings.user_url.clone(),
+            client,
+            settings.common.credential.clone(),
+        )),
         tasks: Vec::new(),
     })
 }

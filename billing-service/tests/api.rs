@@ -7,53 +7,55 @@ use testkit::{Api, Backend, TestDb, on_both_backends};
 
 async fn spawn(backend: Backend) -> (Api, TestDb) {
     let db = TestDb::fresh(backend, "billing").expect("backend available");
-    let settings = Settings { common: db.common(8) };
+    let settings = Settings { common: db.common(8), user_url: testkit::serve_key_set().parse().unwrap() };
     let (listener, url) = testkit::listener();
-    testkit::serve(listener, vec![billing_service::service(&settings).expect("service builds")]);
+    let client = reqwest::Client::new();
+    testkit::serve(listener, vec![billing_service::service(&settings, client).expect("service builds")]);
     (Api::new(url), db)
 }
 
 async fn open(api: &Api, user_id: i64) {
-    let r = api.post("/internal/billing/accounts", json!({ "user_id": user_id })).await;
+    let r = api.as_service().post("/internal/billing/accounts", json!({ "user_id": user_id })).await;
     assert_eq!(r.status, 201, "{}", r.text);
 }
 
 async fn deposit(api: &Api, user_id: i64, amount: i64) {
-    let r = api.post(&format!("/billing/accounts/{user_id}/deposit"), json!({ "amount": amount })).await;
+    let r =
+        api.as_user(user_id).post(&format!("/billing/accounts/{user_id}/deposit"), json!({ "amount": amount })).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
 async fn balance(api: &Api, user_id: i64) -> i64 {
-    let r = api.get(&format!("/billing/accounts/{user_id}")).await;
+    let r = api.as_user(user_id).get(&format!("/billing/accounts/{user_id}")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.body["balance"].as_i64().unwrap()
 }
 
 async fn ledger(api: &Api, user_id: i64) -> Vec<serde_json::Value> {
-    let r = api.get(&format!("/billing/accounts/{user_id}/transactions")).await;
+    let r = api.as_user(user_id).get(&format!("/billing/accounts/{user_id}/transactions")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.body.as_array().unwrap().clone()
 }
 
 async fn opening_an_account_is_idempotent(backend: Backend) {
     let (api, _db) = spawn(backend).await;
-    let first = api.post("/internal/billing/accounts", json!({ "user_id": 7 })).await;
+    let first = api.as_service().post("/internal/billing/accounts", json!({ "user_id": 7 })).await;
     assert_eq!(first.status, 201);
     assert_eq!(first.body["balance"], 0);
     assert_eq!(first.header("location"), Some("/billing/accounts/7"));
-    let again = api.post("/internal/billing/accounts", json!({ "user_id": 7 })).await;
+    let again = api.as_service().post("/internal/billing/accounts", json!({ "user_id": 7 })).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body["user_id"], 7);
     assert_eq!(balance(&api, 7).await, 0);
-    api.post("/internal/billing/accounts", json!({ "user_id": 0 })).await.assert_problem(422);
+    api.as_service().post("/internal/billing/accounts", json!({ "user_id": 0 })).await.assert_problem(422);
 }
 
 async fn deposits_and_withdrawals_move_money_and_write_the_ledger(backend: Backend) {
     let (api, _db) = spawn(backend).await;
     open(&api, 1).await;
-    let r = api.post("/billing/accounts/1/deposit", json!({ "amount": 1000 })).await;
+    let r = api.as_user(1).post("/billing/accounts/1/deposit", json!({ "amount": 1000 })).await;
     assert_eq!(r.body, json!({ "user_id": 1, "balance": 1000, "transaction_id": r.body["transaction_id"] }));
-    let r = api.post("/billing/accounts/1/withdraw", json!({ "amount": 300, "reference": "shop-1" })).await;
+    let r = api.as_user(1).post("/billing/accounts/1/withdraw", json!({ "amount": 300, "reference": "shop-1" })).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["balance"], 700);
     let entries = ledger(&api, 1).await;
@@ -72,7 +74,7 @@ async fn a_withdrawal_over_the_balance_is_refused_and_changes_nothing(backend: B
     let (api, _db) = spawn(backend).await;
     open(&api, 1).await;
     deposit(&api, 1, 100).await;
-    let r = api.post("/billing/accounts/1/withdraw", json!({ "amount": 101 })).await;
+    let r = api.as_user(1).post("/billing/accounts/1/withdraw", json!({ "amount": 101 })).await;
     assert_eq!(r.assert_problem(409), "insufficient-funds");
     assert!(r.body["type"].as_str().unwrap().ends_with("insufficient-funds"));
     assert_eq!(balance(&api, 1).await, 100);
@@ -82,15 +84,17 @@ async fn a_withdrawal_over_the_balance_is_refused_and_changes_nothing(backend: B
 async fn references_make_movements_idempotent(backend: Backend) {
     let (api, _db) = spawn(backend).await;
     open(&api, 1).await;
-    let first = api.post("/billing/accounts/1/deposit", json!({ "amount": 500, "reference": "gift" })).await;
+    let first = api.as_user(1).post("/billing/accounts/1/deposit", json!({ "amount": 500, "reference": "gift" })).await;
     deposit(&api, 1, 1).await;
-    let again = api.post("/billing/accounts/1/deposit", json!({ "amount": 500, "reference": "gift" })).await;
+    let again = api.as_user(1).post("/billing/accounts/1/deposit", json!({ "amount": 500, "reference": "gift" })).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body, first.body, "the original answer, balance as it was then");
     assert_eq!(balance(&api, 1).await, 501);
-    let other_amount = api.post("/billing/accounts/1/deposit", json!({ "amount": 5, "reference": "gift" })).await;
+    let other_amount =
+        api.as_user(1).post("/billing/accounts/1/deposit", json!({ "amount": 5, "reference": "gift" })).await;
     assert_eq!(other_amount.assert_problem(422), "reference-reused");
-    let other_kind = api.post("/billing/accounts/1/withdraw", json!({ "amount": 500, "reference": "gift" })).await;
+    let other_kind =
+        api.as_user(1).post("/billing/accounts/1/withdraw", json!({ "amount": 500, "reference": "gift" })).await;
     assert_eq!(other_kind.assert_problem(422), "reference-reused");
     assert_eq!(balance(&api, 1).await, 501);
     assert_eq!(ledger(&api, 1).await.len(), 2);
@@ -100,22 +104,27 @@ async fn order_references_are_reserved_for_the_internal_route(backend: Backend) 
     let (api, _db) = spawn(backend).await;
     open(&api, 1).await;
     deposit(&api, 1, 1000).await;
-    let public = api.post("/billing/accounts/1/withdraw", json!({ "amount": 10, "reference": "order-5" })).await;
+    let public =
+        api.as_user(1).post("/billing/accounts/1/withdraw", json!({ "amount": 10, "reference": "order-5" })).await;
     public.assert_problem(422);
-    let internal =
-        api.post("/internal/billing/accounts/1/withdraw", json!({ "amount": 10, "reference": "order-5" })).await;
+    let internal = api
+        .as_service()
+        .post("/internal/billing/accounts/1/withdraw", json!({ "amount": 10, "reference": "order-5" }))
+        .await;
     assert_eq!(internal.status, 200, "{}", internal.text);
     assert_eq!(internal.body["balance"], 990);
-    let replay =
-        api.post("/internal/billing/accounts/1/withdraw", json!({ "amount": 10, "reference": "order-5" })).await;
+    let replay = api
+        .as_service()
+        .post("/internal/billing/accounts/1/withdraw", json!({ "amount": 10, "reference": "order-5" }))
+        .await;
     assert_eq!(replay.body, internal.body);
     assert_eq!(balance(&api, 1).await, 990);
-    let array = api.post("/internal/billing/accounts/1/withdraw", json!([10, "order-6"])).await;
+    let array = api.as_service().post("/internal/billing/accounts/1/withdraw", json!([10, "order-6"])).await;
     array.assert_problem(400);
-    api.post("/internal/billing/accounts", json!([2])).await.assert_problem(400);
-    api.get("/billing/accounts/2").await.assert_problem(404);
+    api.as_service().post("/internal/billing/accounts", json!([2])).await.assert_problem(400);
+    api.as_user(2).get("/billing/accounts/2").await.assert_problem(404);
     // The internal route requires a reference.
-    api.post("/internal/billing/accounts/1/withdraw", json!({ "amount": 10 })).await.assert_problem(400);
+    api.as_service().post("/internal/billing/accounts/1/withdraw", json!({ "amount": 10 })).await.assert_problem(400);
 }
 
 async fn a_declined_reference_stays_declined(backend: Backend) {
@@ -123,6 +132,7 @@ async fn a_declined_reference_stays_declined(backend: Backend) {
     open(&api, 1).await;
     deposit(&api, 1, 5).await;
     let path = "/internal/billing/accounts/1/withdraw";
+    let api = api.as_service();
     let declined = api.post(path, json!({ "amount": 10, "reference": "order-9" })).await;
     assert_eq!(declined.assert_problem(409), "insufficient-funds");
     deposit(&api, 1, 100).await;
@@ -135,10 +145,13 @@ async fn a_declined_reference_stays_declined(backend: Backend) {
 
 async fn unknown_accounts_are_404(backend: Backend) {
     let (api, _db) = spawn(backend).await;
-    api.get("/billing/accounts/42").await.assert_problem(404);
-    api.get("/billing/accounts/42/transactions").await.assert_problem(404);
-    api.post("/billing/accounts/42/deposit", json!({ "amount": 1 })).await.assert_problem(404);
-    api.post("/billing/accounts/42/withdraw", json!({ "amount": 1, "reference": "x" })).await.assert_problem(404);
+    api.as_user(42).get("/billing/accounts/42").await.assert_problem(404);
+    api.as_user(42).get("/billing/accounts/42/transactions").await.assert_problem(404);
+    api.as_user(42).post("/billing/accounts/42/deposit", json!({ "amount": 1 })).await.assert_problem(404);
+    api.as_user(42)
+        .post("/billing/accounts/42/withdraw", json!({ "amount": 1, "reference": "x" }))
+        .await
+        .assert_problem(404);
 }
 
 async fn bad_input_is_a_problem_and_writes_nothing(backend: Backend) {
@@ -147,6 +160,7 @@ async fn bad_input_is_a_problem_and_writes_nothing(backend: Backend) {
     deposit(&api, 1, 100).await;
     let path = "/billing/accounts/1/deposit";
     let json_ct = Some("application/json");
+    let owner = api.as_user(1);
     for (body, status) in [
         ("{", 400),
         ("[]", 400),
@@ -165,19 +179,19 @@ async fn bad_input_is_a_problem_and_writes_nothing(backend: Backend) {
         (r#"{"amount": 1000000000001}"#, 422),
         (r#"{"amount": 1, "reference": ""}"#, 422),
     ] {
-        let r = api.post_raw(path, json_ct, body).await;
+        let r = owner.post_raw(path, json_ct, body).await;
         r.assert_problem(status);
     }
     let long_ref = json!({ "amount": 1, "reference": "r".repeat(256) }).to_string();
-    api.post_raw(path, json_ct, long_ref).await.assert_problem(422);
-    api.post_raw(path, Some("text/plain"), r#"{"amount": 1}"#).await.assert_problem(415);
-    api.post_raw(path, None, r#"{"amount": 1}"#).await.assert_problem(415);
+    owner.post_raw(path, json_ct, long_ref).await.assert_problem(422);
+    owner.post_raw(path, Some("text/plain"), r#"{"amount": 1}"#).await.assert_problem(415);
+    owner.post_raw(path, None, r#"{"amount": 1}"#).await.assert_problem(415);
     let huge = format!(r#"{{"amount": 1, "reference": "{}"}}"#, "x".repeat(70 * 1024));
-    api.post_raw(path, json_ct, huge).await.assert_problem(413);
+    owner.post_raw(path, json_ct, huge).await.assert_problem(413);
     for id in ["abc", "0", "-1", "9223372036854775808", "1.5"] {
-        api.get(&format!("/billing/accounts/{id}")).await.assert_problem(400);
+        owner.get(&format!("/billing/accounts/{id}")).await.assert_problem(400);
     }
-    api.get("/billing/accounts/1/deposit").await.assert_problem(405);
+    api.as_user(1).get("/billing/accounts/1/deposit").await.assert_problem(405);
     api.get("/billing/nothing-here").await.assert_problem(404);
     assert_eq!(balance(&api, 1).await, 100);
     assert_eq!(ledger(&api, 1).await.len(), 1, "no refused request wrote a row");
@@ -191,7 +205,7 @@ async fn a_deposit_that_would_overflow_is_refused(backend: Backend) {
     // balance close to it directly.
     let near_max = i64::MAX - 50;
     testkit::execute_sql(&db, &format!("UPDATE accounts SET balance = {near_max} WHERE user_id = 1"));
-    let r = api.post("/billing/accounts/1/deposit", json!({ "amount": 51 })).await;
+    let r = api.as_user(1).post("/billing/accounts/1/deposit", json!({ "amount": 51 })).await;
     assert_eq!(r.assert_problem(422), "balance-overflow");
     assert_eq!(balance(&api, 1).await, near_max);
     deposit(&api, 1, 50).await;
@@ -207,7 +221,7 @@ async fn concurrent_withdrawals_never_overdraw(backend: Backend) {
         let api = api.clone();
         async move {
             let body = json!({ "amount": 10, "reference": format!("order-{i}") });
-            api.post("/internal/billing/accounts/1/withdraw", body).await.status
+            api.as_service().post("/internal/billing/accounts/1/withdraw", body).await.status
         }
     });
     let statuses = futures_util::future::join_all(attempts).await;
@@ -225,7 +239,7 @@ async fn concurrent_repeats_of_one_reference_move_money_once(backend: Backend) {
     open(&api, 1).await;
     deposit(&api, 1, 1000).await;
     let attempts = (0..20).map(|_| {
-        let api = api.clone();
+        let api = api.as_service();
         async move {
             let r = api
                 .post("/internal/billing/accounts/1/withdraw", json!({ "amount": 10, "reference": "order-1" }))
@@ -255,6 +269,7 @@ async fn a_reference_racing_itself_gets_one_answer(backend: Backend) {
     for user in 1..=PAIRS {
         let path = format!("/internal/billing/accounts/{user}/withdraw");
         let body = json!({ "amount": 30, "reference": format!("order-{user}") });
+        let api = api.as_service();
         let (a, b) = futures_util::future::join(api.post(&path, body.clone()), api.post(&path, body)).await;
         answers.push((user, a.status, b.status, a.body["transaction_id"].clone(), b.body["transaction_id"].clone()));
     }
@@ -289,11 +304,13 @@ fn replicas_starting_together_migrate_once() {
         return;
     }
     let db = TestDb::fresh(Backend::Postgres, "billing-replicas").unwrap();
-    let settings = Settings { common: db.common(2) };
+    let settings = Settings { common: db.common(2), user_url: "http://127.0.0.1:9".parse().unwrap() };
     let starts: Vec<_> = (0..4)
         .map(|_| {
             let settings = settings.clone();
-            std::thread::spawn(move || billing_service::service(&settings).map(drop).map_err(|e| e.to_string()))
+            std::thread::spawn(move || {
+                billing_service::service(&settings, reqwest::Client::new()).map(drop).map_err(|e| e.to_string())
+            })
         })
         .collect();
     for start in starts {
@@ -320,7 +337,10 @@ async fn connections_lost_under_the_pool_cost_a_503_and_are_replaced() {
     );
     let mut answers = Vec::new();
     for _ in 0..12 {
-        let r = api.post("/billing/accounts/5/deposit", json!({ "amount": 10, "reference": "after-restart" })).await;
+        let r = api
+            .as_user(5)
+            .post("/billing/accounts/5/deposit", json!({ "amount": 10, "reference": "after-restart" }))
+            .await;
         answers.push(r.status);
         if r.status == 200 {
             break;

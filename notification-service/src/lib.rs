@@ -9,7 +9,8 @@ pub mod schema;
 use std::sync::Arc;
 
 use actix_web::web;
-use service_kit::config::{CommonSettings, ConfigError};
+use service_kit::auth::{Access, Endpoint, Gatekeeper, Named};
+use service_kit::config::{BaseUrl, CommonSettings, ConfigError, Fallbacks};
 use service_kit::db::{self, DatabaseSetupError, DbPool, Migrations, SqlMigration};
 use service_kit::server::Service;
 use service_kit::{time, with_backend};
@@ -30,11 +31,16 @@ pub static MIGRATIONS: Migrations = Migrations(&[SqlMigration {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: CommonSettings,
+    /// `USER_SERVICE_URL`: where the keys that check tokens are published.
+    pub user_url: BaseUrl,
 }
 
 impl Settings {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Settings { common: CommonSettings::from_env("sqlite://data/notifications.db")? })
+    pub fn from_env(fallbacks: &Fallbacks) -> Result<Self, ConfigError> {
+        Ok(Settings {
+            common: CommonSettings::from_env("sqlite://data/notifications.db", fallbacks)?,
+            user_url: fallbacks.peer("USER_SERVICE_URL")?,
+        })
     }
 }
 
@@ -81,12 +87,17 @@ impl Notifications {
 )]
 pub struct ApiDoc;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/notifications").route(web::get().to(routes::list)))
-        .service(web::resource("/internal/notifications").route(web::post().to(routes::send)));
+/// Every route with who may call it.
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get("/notifications", Access::OwnUser(Named::Query("user_id")), routes::list),
+        Endpoint::post("/internal/notifications", Access::Internal, routes::send),
+    ]
 }
 
-pub fn service(settings: &Settings) -> Result<Service, DatabaseSetupError> {
+/// Connects the database (applying migrations) and describes the service
+/// for the server; `client` fetches the keys that check tokens.
+pub fn service(settings: &Settings, client: reqwest::Client) -> Result<Service, DatabaseSetupError> {
     let pool = db::connect(&settings.common.database_url, settings.common.pool_size, &MIGRATIONS)?;
     let state = web::Data::new(Notifications { pool: pool.clone() });
     Ok(Service {
@@ -94,10 +105,15 @@ pub fn service(settings: &Settings) -> Result<Service, DatabaseSetupError> {
         docs_slug: "notifications",
         openapi: ApiDoc::openapi(),
         database: pool,
-        routes: Arc::new(move |cfg| {
+        state: Arc::new(move |cfg| {
             cfg.app_data(state.clone());
-            routes(cfg);
         }),
+        endpoints: endpoints(),
+        gate: Arc::new(Gatekeeper::with_published_keys(
+            settings.user_url.clone(),
+            client,
+            settings.common.credential.clone(),
+        )),
         tasks: Vec::new(),
     })
 }

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use service_kit::config::{self, BaseUrl, CommonSettings, ConfigError, Millis};
+use service_kit::auth::{Access, Endpoint, Gatekeeper, Named};
+use service_kit::config::{self, BaseUrl, CommonSettings, ConfigError, Fallbacks, Millis};
 use service_kit::db::{self, DatabaseSetupError, Migrations, SqlMigration};
 use service_kit::peer::{self, Peer};
 use service_kit::server::{Service, Shutdown};
@@ -53,16 +54,12 @@ pub struct Settings {
 impl Settings {
     /// `default_peer` stands in for unset peer URLs (the all-in-one run
     /// points them at itself); without one they are required.
-    pub fn from_env(default_peer: Option<BaseUrl>) -> Result<Self, ConfigError> {
-        let peer = |name: &'static str| match &default_peer {
-            Some(url) => config::var_or(name, url.clone()),
-            None => config::required(name),
-        };
+    pub fn from_env(fallbacks: &Fallbacks) -> Result<Self, ConfigError> {
         Ok(Settings {
-            common: CommonSettings::from_env("sqlite://data/orders.db")?,
-            user_url: peer("USER_SERVICE_URL")?,
-            billing_url: peer("BILLING_SERVICE_URL")?,
-            notification_url: peer("NOTIFICATION_SERVICE_URL")?,
+            common: CommonSettings::from_env("sqlite://data/orders.db", fallbacks)?,
+            user_url: fallbacks.peer("USER_SERVICE_URL")?,
+            billing_url: fallbacks.peer("BILLING_SERVICE_URL")?,
+            notification_url: fallbacks.peer("NOTIFICATION_SERVICE_URL")?,
             http_timeout: config::var_or("HTTP_TIMEOUT_MS", Millis(Duration::from_secs(2)))?.0,
             budget: config::var_or("ORDER_BUDGET_MS", Millis(Duration::from_secs(5)))?.0,
             recovery_interval: config::var_or("RECOVERY_INTERVAL_MS", Millis(Duration::from_secs(5)))?.0,
@@ -86,22 +83,28 @@ impl Settings {
 )]
 pub struct ApiDoc;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/orders").route(web::post().to(routes::create_order)).route(web::get().to(routes::list_orders)),
-    )
-    .service(web::resource("/orders/{id}").route(web::get().to(routes::get_order)));
+/// Every route with who may call it.
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::post("/orders", Access::User, routes::create_order),
+        Endpoint::get("/orders", Access::OwnUser(Named::Query("user_id")), routes::list_orders),
+        Endpoint::get("/orders/{id}", Access::User, routes::get_order),
+    ]
 }
 
 pub fn service(settings: &Settings, client: reqwest::Client) -> Result<Service, DatabaseSetupError> {
     let pool = db::connect(&settings.common.database_url, settings.common.pool_size, &MIGRATIONS)?;
     metrics::register();
+    let credential = &settings.common.credential;
     let saga = OrderSaga {
         pool: pool.clone(),
         peers: Peers {
-            users: Peer::new("user-service", settings.user_url.clone(), client.clone()),
-            billing: Peer::new("billing-service", settings.billing_url.clone(), client.clone()),
-            notifications: Peer::new("notification-service", settings.notification_url.clone(), client),
+            users: Peer::new("user-service", settings.user_url.clone(), client.clone())
+                .with_credential(credential.clone()),
+            billing: Peer::new("billing-service", settings.billing_url.clone(), client.clone())
+                .with_credential(credential.clone()),
+            notifications: Peer::new("notification-service", settings.notification_url.clone(), client.clone())
+                .with_credential(credential.clone()),
         },
         budget: settings.budget,
         // Past the request's budget, with room for its last writes.
@@ -116,10 +119,11 @@ pub fn service(settings: &Settings, client: reqwest::Client) -> Result<Service, 
         docs_slug: "orders",
         openapi: ApiDoc::openapi(),
         database: pool,
-        routes: Arc::new(move |cfg| {
+        state: Arc::new(move |cfg| {
             cfg.app_data(saga.clone());
-            routes(cfg);
         }),
+        endpoints: endpoints(),
+        gate: Arc::new(Gatekeeper::with_published_keys(settings.user_url.clone(), client, credential.clone())),
         tasks: vec![Box::new(move |shutdown| Box::pin(recovery_loop(recovery, every, shutdown)))],
     })
 }

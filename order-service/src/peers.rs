@@ -76,7 +76,7 @@ struct Stored {
 impl Peers {
     /// The user, or `None` when user-service says there is no such user.
     pub async fn user(&self, user_id: i64, deadline: Deadline) -> Result<Option<UserView>, PeerError> {
-        let path = format!("/users/{user_id}");
+        let path = format!("/internal/users/{user_id}");
         match call::<UserView>(&self.users, deadline, || self.users.request(Method::GET, &path)).await? {
             Answer::Success(_, user) => Ok(Some(user)),
             Answer::Refused(p) if p.status == StatusCode::NOT_FOUND.as_u16() => Ok(None),

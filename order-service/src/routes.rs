@@ -3,6 +3,7 @@
 use actix_web::HttpResponse;
 use actix_web::web::{self, Json, Path, Query};
 use serde::{Deserialize, Serialize};
+use service_kit::auth::AuthenticatedUser;
 use service_kit::body::JsonObject;
 use service_kit::idempotency::{KeyHeader, StoredResponse};
 use service_kit::ids::{Id, UserIdQuery};
@@ -22,6 +23,7 @@ impl From<&OrderError> for Problem {
             OrderError::InvalidPrice(_) => Problem::new(ProblemType::ValidationError, detail),
             OrderError::UnknownUser(_) => Problem::new(ProblemType::UnknownUser, detail),
             OrderError::NotFound(_) => Problem::new(ProblemType::OrderNotFound, detail),
+            OrderError::Forbidden { .. } => Problem::new(ProblemType::Forbidden, detail),
             OrderError::Unavailable(cause) => Problem::unavailable(format!("{detail}: {cause}")),
             OrderError::Key(refusal) => Problem::from(refusal),
             OrderError::Storage(s) => Problem::from(s),
@@ -116,19 +118,24 @@ pub struct NewOrderRequest {
         (status = 202, description = "Placed; the payment is still open (status `pending`)", body = OrderBody,
             headers(("Location" = String, description = "/orders/{id}"))),
         (status = 400, description = "The body is malformed, or the Idempotency-Key is empty, too long or not visible ASCII", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`user_id` is not the token's user; no order was stored", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A request with this Idempotency-Key is still in progress", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid price, unknown user, or the key was used with another body; no order was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid price, or the key was used with another body; no order was stored", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "user-service could not be reached; no order was stored", body = Problem, content_type = "application/problem+json"),
         BodyRefusals,
     )
 )]
 pub async fn create_order(
     saga: web::Data<OrderSaga>,
+    caller: AuthenticatedUser,
     key: KeyHeader,
     body: JsonObject<NewOrderRequest>,
 ) -> Result<HttpResponse, OrderError> {
     let request = body.into_inner();
-    let keyed = key.with(&request);
+    if request.user_id != caller.0 {
+        return Err(OrderError::Forbidden { user: request.user_id, token_user: caller.0 });
+    }
+    let keyed = key.for_user(caller.0, &request);
     let price = Amount::parse("price", request.price)?;
     if request.user_id < 1 {
         return Err(OrderError::UnknownUser(request.user_id));
@@ -155,8 +162,12 @@ pub async fn create_order(
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_order(saga: web::Data<OrderSaga>, id: Path<Id>) -> Result<Json<OrderBody>, OrderError> {
-    Ok(Json(saga.find(id.into_inner().get()).await?.into()))
+pub async fn get_order(
+    saga: web::Data<OrderSaga>,
+    caller: AuthenticatedUser,
+    id: Path<Id>,
+) -> Result<Json<OrderBody>, OrderError> {
+    Ok(Json(saga.find(id.into_inner().get(), caller.0).await?.into()))
 }
 
 /// List a user's orders

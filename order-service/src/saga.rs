@@ -283,8 +283,11 @@ impl OrderSaga {
         self.recovery_interval * 2u32.pow(attempts.clamp(1, 4) as u32 - 1)
     }
 
-    pub async fn find(&self, id: i64) -> Result<Order, OrderError> {
-        self.db(move |c| with_backend!(c, c => c.order(id))).await?.ok_or(OrderError::NotFound(id))
+    /// The order, if it is `owner`'s: another user's order is as unknown
+    /// as one that does not exist.
+    pub async fn find(&self, id: i64, owner: i64) -> Result<Order, OrderError> {
+        let order = self.db(move |c| with_backend!(c, c => c.order(id))).await?;
+        order.filter(|o| o.user_id == owner).ok_or(OrderError::NotFound(id))
     }
 
     pub async fn orders_of(&self, user_id: i64) -> Result<Vec<Order>, OrderError> {

@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::auth::{ServiceCredential, SigningKey};
 use crate::db::DatabaseUrl;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +18,12 @@ pub struct ConfigError {
     pub name: &'static str,
     pub value: String,
     pub reason: String,
+}
+
+impl ConfigError {
+    pub fn missing(name: &'static str) -> ConfigError {
+        ConfigError { name, value: String::new(), reason: "must be set".into() }
+    }
 }
 
 /// Reads `name`, or `default` when it is unset or empty.
@@ -36,7 +46,7 @@ where
 {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => parse(name, &v),
-        _ => Err(ConfigError { name, value: String::new(), reason: "must be set".into() }),
+        _ => Err(ConfigError::missing(name)),
     }
 }
 
@@ -120,8 +130,29 @@ impl FromStr for BaseUrl {
     }
 }
 
+/// What a process that runs all four services (the all-in-one) supplies
+/// where the environment is silent: its own address for every peer, and the
+/// credential and signing key it keeps under `./data/`. A service's own
+/// binary has none: there the variables are required.
+#[derive(Debug, Clone, Default)]
+pub struct Fallbacks {
+    pub peers: Option<BaseUrl>,
+    pub credential: Option<ServiceCredential>,
+    pub signing_key: Option<Arc<SigningKey>>,
+}
+
+impl Fallbacks {
+    /// A peer's URL: `name`, else this process's own address, else required.
+    pub fn peer(&self, name: &'static str) -> Result<BaseUrl, ConfigError> {
+        match &self.peers {
+            Some(url) => var_or(name, url.clone()),
+            None => required(name),
+        }
+    }
+}
+
 /// What every service reads: where to listen, where its database is, how
-/// big its pool is.
+/// big its pool is, how it stops, and the service credential.
 #[derive(Debug, Clone)]
 pub struct CommonSettings {
     pub bind_addr: SocketAddr,
@@ -129,18 +160,53 @@ pub struct CommonSettings {
     /// `None`: the backend's default (see `DatabaseUrl::default_pool_size`).
     pub pool_size: Option<u32>,
     pub shutdown: ShutdownSettings,
+    /// `INTERNAL_API_TOKEN`: sent on every call to another service, and the
+    /// only key to this service's internal routes.
+    pub credential: ServiceCredential,
 }
 
 impl CommonSettings {
     /// `default_sqlite` is used when `DATABASE_URL` is unset: the embedded default.
-    pub fn from_env(default_sqlite: &str) -> Result<Self, ConfigError> {
+    pub fn from_env(default_sqlite: &str, fallbacks: &Fallbacks) -> Result<Self, ConfigError> {
+        let credential = match (optional_secret("INTERNAL_API_TOKEN")?, &fallbacks.credential) {
+            (Some(credential), _) => credential,
+            (None, Some(credential)) => credential.clone(),
+            (None, None) => return Err(ConfigError::missing("INTERNAL_API_TOKEN")),
+        };
         Ok(CommonSettings {
             bind_addr: var_or("BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
             database_url: var_or("DATABASE_URL", default_sqlite.parse().expect("valid default"))?,
             pool_size: pool_size()?,
             shutdown: ShutdownSettings::from_env()?,
+            credential,
         })
     }
+}
+
+/// Reads a secret: its value never appears in an error.
+pub fn optional_secret<T>(name: &'static str) -> Result<Option<T>, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|e: T::Err| ConfigError {
+            name,
+            value: "(hidden)".into(),
+            reason: e.to_string(),
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// user-service's signing key, from the PEM file `name` names.
+pub fn signing_key_file(name: &'static str) -> Result<Option<Arc<SigningKey>>, ConfigError> {
+    let Some(path) = optional::<PathBuf>(name)? else {
+        return Ok(None);
+    };
+    let fail = |reason: String| ConfigError { name, value: path.display().to_string(), reason };
+    let pem = std::fs::read(&path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    SigningKey::from_pem(&pem).map(|key| Some(Arc::new(key))).map_err(|e| fail(e.to_string()))
 }
 
 /// What SIGTERM (or SIGINT) does: readiness turns 503 at once, the server

@@ -1,29 +1,114 @@
 //! Swagger UI, served from the binary (vendored assets, no validator badge).
 
+use actix_web::http::Method;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::server::Server;
 use utoipa::openapi::{ObjectBuilder, OpenApi, Ref, RefOr, Required, Type};
 
+use crate::auth::{Access, Endpoint};
 use crate::problem::{PROBLEM_JSON, ProblemType};
 use utoipa_swagger_ui::{Config, SwaggerUi, Url};
 
-/// A document as served and committed: the servers, no authentication,
+/// A document as served and committed: the servers, who may call each
+/// operation (from the service's endpoints: the one place that says it),
 /// `X-Request-Id` on every operation and every response, the server errors
 /// every operation can answer, the problem catalogue, and the internal
 /// routes marked as such.
-pub fn publish(doc: OpenApi) -> OpenApi {
-    with_problem_catalogue(internal_routes_marked(with_shared_parts(without_authentication(with_servers(doc)))))
+pub fn publish(doc: OpenApi, endpoints: &[Endpoint]) -> OpenApi {
+    let doc = with_security(with_servers(doc), endpoints);
+    with_problem_catalogue(internal_routes_marked(with_shared_parts(doc)))
 }
 
-/// No route asks for credentials (the Ingress exposes only the public routes;
-/// NetworkPolicies keep the internal ones to the services that call them):
-/// an empty top-level `security` says so, instead of leaving it unsaid.
-fn without_authentication(mut doc: OpenApi) -> OpenApi {
-    doc.security = Some(Vec::new());
+/// The scheme of a user's token (from `POST /users/tokens`).
+pub const USER_TOKEN: &str = "user_token";
+/// The scheme of the service credential (`INTERNAL_API_TOKEN`).
+pub const SERVICE_CREDENTIAL: &str = "service_credential";
+
+fn bearer_scheme(format: Option<&str>, description: &str) -> RefOr<SecurityScheme> {
+    let mut http = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(description));
+    if let Some(format) = format {
+        http = http.bearer_format(format);
+    }
+    RefOr::T(SecurityScheme::Http(http.build()))
+}
+
+/// Each operation's `security` from its endpoint's access: none for the
+/// open ones, a user's token, or the service credential; with the 401 (and
+/// 403 where another user's id can be named) it can answer. An operation
+/// without an endpoint, or an endpoint without an operation, is a bug the
+/// document must not hide.
+fn with_security(mut doc: OpenApi, endpoints: &[Endpoint]) -> OpenApi {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.security_schemes.insert(
+        USER_TOKEN.into(),
+        bearer_scheme(
+            Some("JWT"),
+            "A user's token: `POST /users/tokens` with a username and password gives `access_token`. \
+             It acts for its own user only.",
+        ),
+    );
+    components.security_schemes.insert(
+        SERVICE_CREDENTIAL.into(),
+        bearer_scheme(None, "The shared service credential (`INTERNAL_API_TOKEN`): for the other services only."),
+    );
+    components.responses.insert(
+        "Unauthorized".into(),
+        problem_response(
+            "No valid bearer token (401 unauthorized); `WWW-Authenticate: Bearer` says so, with \
+             `error=\"invalid_token\"` when a token was sent",
+        )
+        .into(),
+    );
+    components.responses.insert(
+        "Forbidden".into(),
+        problem_response(
+            "The token acts for another user than the one named (403 forbidden); nothing was read or written",
+        )
+        .into(),
+    );
+    let mut documented = Vec::new();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            (Method::GET, &mut item.get),
+            (Method::POST, &mut item.post),
+            (Method::PUT, &mut item.put),
+            (Method::DELETE, &mut item.delete),
+            (Method::PATCH, &mut item.patch),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let endpoint = endpoints
+                .iter()
+                .find(|e| e.method == method && e.path == path)
+                .unwrap_or_else(|| panic!("{method} {path} is documented but has no endpoint"));
+            documented.push((method, path.clone()));
+            let scheme = match endpoint.access {
+                Access::Open => {
+                    operation.security = Some(Vec::new());
+                    continue;
+                }
+                Access::User | Access::OwnUser(_) => USER_TOKEN,
+                Access::Internal => SERVICE_CREDENTIAL,
+            };
+            operation.security = Some(vec![SecurityRequirement::new::<_, _, &str>(scheme, [])]);
+            let responses = &mut operation.responses.responses;
+            responses.entry("401".into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name("Unauthorized")));
+            if matches!(endpoint.access, Access::OwnUser(_)) {
+                responses.entry("403".into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name("Forbidden")));
+            }
+        }
+    }
+    for endpoint in endpoints {
+        assert!(
+            documented.iter().any(|(m, p)| *m == endpoint.method && p == endpoint.path),
+            "{endpoint:?} has no operation in the document"
+        );
+    }
     doc
 }
 

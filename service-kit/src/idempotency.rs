@@ -48,6 +48,12 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// This key as user `user`'s: `user-{id}:` and a SHA-256 of the key,
+    /// which fits the 255 characters of the stored key whatever its length.
+    pub fn scoped_to(&self, user: i64) -> IdempotencyKey {
+        IdempotencyKey(format!("user-{user}:{}", crate::auth::sha256_hex(self.0.as_bytes())))
+    }
 }
 
 /// A request that carries an Idempotency-Key: the key and the request's
@@ -59,8 +65,11 @@ pub struct KeyedRequest {
 }
 
 impl KeyedRequest {
+    /// The fingerprint is a SHA-256 of the request's JSON: what a repeat must
+    /// match, without keeping the request (a password, say) itself.
     pub fn new(key: IdempotencyKey, request: &impl serde::Serialize) -> KeyedRequest {
-        KeyedRequest { key, fingerprint: serde_json::to_string(request).expect("a request always serializes") }
+        let json = serde_json::to_string(request).expect("a request always serializes");
+        KeyedRequest { key, fingerprint: crate::auth::sha256_hex(json.as_bytes()) }
     }
 }
 
@@ -100,6 +109,12 @@ impl KeyHeader {
     /// The key with the request it came with.
     pub fn with(self, request: &impl serde::Serialize) -> Option<KeyedRequest> {
         self.0.map(|key| KeyedRequest::new(key, request))
+    }
+
+    /// The key, scoped to the user the request acts for (two users' keys
+    /// never meet), with the request it came with.
+    pub fn for_user(self, user: i64, request: &impl serde::Serialize) -> Option<KeyedRequest> {
+        self.0.map(|key| KeyedRequest::new(key.scoped_to(user), request))
     }
 }
 

@@ -2,6 +2,7 @@
 //! own domain: problem+json errors, request ids, health, metrics, database
 //! pools and migrations, configuration, outgoing HTTP and the server itself.
 
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod db;

@@ -9,6 +9,7 @@ use backon::{ExponentialBuilder, Retryable};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
+use crate::auth::ServiceCredential;
 use crate::config::BaseUrl;
 use crate::problem::Problem;
 use crate::{metrics, request_id};
@@ -34,6 +35,8 @@ pub struct Peer {
     pub name: &'static str,
     base: BaseUrl,
     client: reqwest::Client,
+    /// Sent as the bearer token of every call (the service credential).
+    credential: Option<ServiceCredential>,
 }
 
 /// A peer's final answer: a success, or a refusal that is a business answer
@@ -70,15 +73,31 @@ impl CallError {
 
 impl Peer {
     pub fn new(name: &'static str, base: BaseUrl, client: reqwest::Client) -> Self {
-        Peer { name, base, client }
+        Peer { name, base, client, credential: None }
+    }
+
+    /// Calls carry the service credential from now on.
+    pub fn with_credential(mut self, credential: ServiceCredential) -> Self {
+        self.credential = Some(credential);
+        self
     }
 
     pub fn base(&self) -> &BaseUrl {
         &self.base
     }
 
-    /// A request to `path` carrying this task's request id.
+    /// A request to `path` carrying this task's request id and the service
+    /// credential.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let request = self.request_without_credential(method, path);
+        match &self.credential {
+            Some(credential) => request.bearer_auth(credential.expose()),
+            None => request,
+        }
+    }
+
+    /// A request to an open route (the key set): the credential stays home.
+    pub fn request_without_credential(&self, method: Method, path: &str) -> RequestBuilder {
         let id = request_id::current().unwrap_or_else(request_id::generate);
         self.client.request(method, self.base.join(path)).header(request_id::HEADER.as_str(), id)
     }

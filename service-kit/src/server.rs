@@ -14,6 +14,7 @@ use actix_web::rt::task::JoinHandle;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use tokio::sync::watch;
 
+use crate::auth::{self, Endpoint, Gatekeeper};
 use crate::config::{CommonSettings, ShutdownSettings};
 use crate::db::DbPool;
 use crate::health::Readiness;
@@ -25,15 +26,19 @@ pub type Task = Pin<Box<dyn Future<Output = ()>>>;
 /// process begins to stop.
 pub type TaskFactory = Box<dyn FnOnce(Shutdown) -> Task>;
 
-/// A service ready to be mounted: its routes, its document, its database
-/// and the background work it needs (recovery loops).
+/// A service ready to be mounted: its endpoints (each with the access it
+/// allows) and the state they share, its document, its database, how it
+/// checks callers, and the background work it needs (recovery loops).
 pub struct Service {
     pub name: &'static str,
     /// The segment of its Swagger UI path: `/docs/{slug}/`.
     pub docs_slug: &'static str,
     pub openapi: utoipa::openapi::OpenApi,
     pub database: DbPool,
-    pub routes: Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>,
+    /// Registers the state the handlers extract (`web::Data`).
+    pub state: Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>,
+    pub endpoints: Vec<Endpoint>,
+    pub gate: Arc<Gatekeeper>,
     pub tasks: Vec<TaskFactory>,
 }
 
@@ -95,8 +100,13 @@ fn launch(
         databases: services.iter().map(|s| (s.name, s.database.clone())).collect(),
         shutdown: shutdown.clone(),
     });
-    let mounts: Vec<_> =
-        services.iter().map(|s| (s.routes.clone(), s.docs_slug, docs::publish(s.openapi.clone()))).collect();
+    let mounts: Vec<_> = services
+        .iter()
+        .map(|s| {
+            let doc = docs::publish(s.openapi.clone(), &s.endpoints);
+            (s.state.clone(), s.endpoints.clone(), s.gate.clone(), s.docs_slug, doc)
+        })
+        .collect();
     let slugs: Vec<&'static str> = services.iter().map(|s| s.docs_slug).collect();
     let home = if slugs.len() == 1 { format!("/docs/{}/", slugs[0]) } else { "/docs/".to_owned() };
     let metrics = metrics::middleware(services.iter().map(|s| (s.name, s.database.clone())).collect());
@@ -107,10 +117,13 @@ fn launch(
             .app_data(http_errors::path_config())
             .app_data(http_errors::query_config())
             .configure(crate::health::routes);
-        for (routes, slug, doc) in &mounts {
-            let routes = routes.clone();
+        for (state, endpoints, gate, slug, doc) in &mounts {
+            let (state, endpoints, gate) = (state.clone(), endpoints.clone(), gate.clone());
             app = app
-                .configure(move |cfg| routes(cfg))
+                .configure(move |cfg| {
+                    state(cfg);
+                    auth::mount(cfg, &endpoints, &gate);
+                })
                 .service(docs::service_page(slug, doc.clone()))
                 .route(&format!("/docs/{slug}"), redirect_to(format!("/docs/{slug}/")));
         }

@@ -9,6 +9,9 @@ use std::sync::OnceLock;
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::Value;
+use std::sync::Arc;
+
+use service_kit::auth::{ServiceCredential, SigningKey};
 use service_kit::config::CommonSettings;
 use service_kit::db::DatabaseUrl;
 use service_kit::server::Service;
@@ -89,6 +92,7 @@ impl TestDb {
             database_url: self.database_url(),
             pool_size: Some(pool_size),
             shutdown: Default::default(),
+            credential: credential(),
         }
     }
 }
@@ -110,16 +114,16 @@ impl Drop for TestDb {
 }
 
 /// Runs SQL directly on a test database (to arrange states no request can
-/// reach quickly, or to read what requests left behind).
-pub fn execute_sql(db: &TestDb, sql: &str) {
+/// reach quickly, or to read what requests left behind); the rows it changed.
+pub fn execute_sql(db: &TestDb, sql: &str) -> usize {
     match db.database_url() {
         DatabaseUrl::Postgres(url) => {
             let mut conn = PgConnection::establish(&url).expect("connect");
-            diesel::sql_query(sql).execute(&mut conn).expect("sql runs");
+            diesel::sql_query(sql).execute(&mut conn).expect("sql runs")
         }
         DatabaseUrl::Sqlite(path) => {
             let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy()).expect("connect");
-            diesel::sql_query(sql).execute(&mut conn).expect("sql runs");
+            diesel::sql_query(sql).execute(&mut conn).expect("sql runs")
         }
     }
 }
@@ -141,6 +145,69 @@ pub fn count_rows(db: &TestDb, from: &str) -> i64 {
     }
     .expect("count runs");
     count.n
+}
+
+/// The service credential every test service shares.
+pub const TEST_CREDENTIAL: &str = "test-service-credential-0123456789abcdef";
+
+pub fn credential() -> ServiceCredential {
+    TEST_CREDENTIAL.parse().expect("a valid credential")
+}
+
+/// The signing key of this test process, and its PEM.
+fn test_key() -> &'static (Arc<SigningKey>, String) {
+    static KEY: OnceLock<(Arc<SigningKey>, String)> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let (key, pem) = SigningKey::generate();
+        (Arc::new(key), pem)
+    })
+}
+
+/// The signing key of this test process: user-service signs with it, and
+/// [`token_for`] mints tokens with it.
+pub fn signing_key() -> Arc<SigningKey> {
+    test_key().0.clone()
+}
+
+/// The key as a PEM file (for a service run as a process), written once.
+pub fn signing_key_file() -> PathBuf {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("order-system-test-key-{}.pem", std::process::id()));
+        std::fs::write(&path, &test_key().1).expect("key file written");
+        path
+    })
+    .clone()
+}
+
+/// A valid token for `user`, as user-service would issue it.
+pub fn token_for(user: i64) -> String {
+    signing_key().issue(user, std::time::Duration::from_secs(3600)).token
+}
+
+/// Serves this process's public key set (`GET /.well-known/jwks.json`) on
+/// a port of its own, as user-service would: for a service tested without
+/// a user-service. Returns its base URL.
+pub fn serve_key_set() -> String {
+    let (listener, url) = listener();
+    let keys = signing_key().key_set().clone();
+    let server = actix_web::HttpServer::new(move || {
+        let keys = keys.clone();
+        actix_web::App::new().route(
+            service_kit::auth::JWKS_PATH,
+            actix_web::web::get().to(move || {
+                let keys = keys.clone();
+                async move { actix_web::HttpResponse::Ok().json(keys) }
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .expect("key server listens")
+    .run();
+    actix_web::rt::spawn(server);
+    url
 }
 
 /// A listener on a free loopback port and its base URL.
@@ -190,19 +257,39 @@ impl Reply {
     }
 }
 
-/// A small JSON client for tests.
+/// A small JSON client for tests; with a token, every request carries it.
 #[derive(Clone)]
 pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
+    pub token: Option<String>,
 }
 
 impl Api {
     pub fn new(base: impl Into<String>) -> Api {
-        Api { base: base.into(), client: reqwest::Client::new() }
+        Api { base: base.into(), client: reqwest::Client::new(), token: None }
+    }
+
+    /// The same client, sending `token` as its bearer token.
+    pub fn with_token(&self, token: impl Into<String>) -> Api {
+        Api { token: Some(token.into()), ..self.clone() }
+    }
+
+    /// The same client, acting for `user` (a token from [`token_for`]).
+    pub fn as_user(&self, user: i64) -> Api {
+        self.with_token(token_for(user))
+    }
+
+    /// The same client, calling as another service (the service credential).
+    pub fn as_service(&self) -> Api {
+        self.with_token(TEST_CREDENTIAL)
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let req = match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        };
         let res = req.send().await.expect("request sent");
         let status = res.status().as_u16();
         let headers = res.headers().clone();

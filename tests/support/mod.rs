@@ -145,13 +145,18 @@ fn url(s: &str) -> BaseUrl {
 /// (`IncompleteMessage`), which a test must not mistake for a fault.
 pub fn api(base: impl Into<String>) -> Api {
     let client = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(2)).build().expect("client");
-    Api { base: base.into(), client }
+    Api { base: base.into(), client, token: None }
 }
 
-pub fn start_billing(listener: TcpListener, db: &TestDb) -> ServerHandle {
-    let settings = billing_service::Settings { common: db.common(8) };
-    testkit::serve(listener, vec![billing_service::service(&settings).unwrap()])
+/// billing-service, checking tokens with the key set user-service
+/// publishes at `users`.
+pub fn start_billing(listener: TcpListener, db: &TestDb, users: &str) -> ServerHandle {
+    let settings = billing_service::Settings { common: db.common(8), user_url: url(users) };
+    testkit::serve(listener, vec![billing_service::service(&settings, reqwest::Client::new()).unwrap()])
 }
+
+/// The password of every user the tests create.
+pub const PASSWORD: &str = "correct horse battery";
 
 impl System {
     /// The four services wired directly to each other.
@@ -172,10 +177,10 @@ impl System {
         let (users_l, users_url) = testkit::listener();
         let (letters_l, letters_url) = testkit::listener();
 
-        let billing_handle = start_billing(billing_l, &dbs.billing);
+        let billing_handle = start_billing(billing_l, &dbs.billing, &users_url);
 
-        let letters = notification_service::Settings { common: dbs.notifications.common(8) };
-        testkit::serve(letters_l, vec![notification_service::service(&letters).unwrap()]);
+        let letters = notification_service::Settings { common: dbs.notifications.common(8), user_url: url(&users_url) };
+        testkit::serve(letters_l, vec![notification_service::service(&letters, reqwest::Client::new()).unwrap()]);
 
         let faults = proxied.then(|| Faults {
             billing: FaultProxy::start(&billing_url),
@@ -186,6 +191,8 @@ impl System {
         let users = user_service::Settings {
             common: dbs.users.common(8),
             billing_url: url(&faults.as_ref().map_or(billing_url.clone(), |f| f.users_billing.url())),
+            signing_key: testkit::signing_key(),
+            token_ttl: Duration::from_secs(3600),
             http_timeout: timing.http_timeout,
             budget: timing.budget,
             recovery_interval: Duration::from_secs(3600),
@@ -279,6 +286,8 @@ impl System {
             .env("ORDER_BUDGET_MS", ms(timing.budget))
             .env("RECOVERY_INTERVAL_MS", ms(timing.recovery_interval))
             .env("DATABASE_POOL_SIZE", "4")
+            .env("INTERNAL_API_TOKEN", testkit::TEST_CREDENTIAL)
+            .env("AUTH_SIGNING_KEY_FILE", testkit::signing_key_file())
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -342,43 +351,59 @@ impl System {
     }
 
     /// Creates a user and returns its id.
+    /// Creates a user, signs in as it, and returns its id. (The helpers
+    /// below act for a user with a token of the same key.)
     pub async fn user(&self) -> i64 {
         let name = unique("u_");
-        let r =
-            self.api.users.post("/users", json!({ "username": name, "email": format!("{name}@example.com") })).await;
+        let body = json!({ "username": name, "email": format!("{name}@example.com"), "password": PASSWORD });
+        let r = self.api.users.post("/users", body).await;
         assert_eq!(r.status, 201, "{}", r.text);
-        r.body["id"].as_i64().unwrap()
+        let id = r.body["id"].as_i64().unwrap();
+        let signed_in = self.api.users.post("/users/tokens", json!({ "username": name, "password": PASSWORD })).await;
+        assert_eq!(signed_in.status, 200, "{}", signed_in.text);
+        let token = signed_in.body["access_token"].as_str().unwrap();
+        let me = self.api.users.with_token(token).get(&format!("/users/{id}")).await;
+        assert_eq!(me.status, 200, "the signed-in token reads its user: {}", me.text);
+        id
     }
 
     pub async fn deposit(&self, user: i64, amount: i64) {
-        let r = self.api.billing.post(&format!("/billing/accounts/{user}/deposit"), json!({ "amount": amount })).await;
+        let path = format!("/billing/accounts/{user}/deposit");
+        let r = self.api.billing.as_user(user).post(&path, json!({ "amount": amount })).await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
 
     pub async fn balance(&self, user: i64) -> i64 {
-        let r = self.api.billing.get(&format!("/billing/accounts/{user}")).await;
+        let r = self.api.billing.as_user(user).get(&format!("/billing/accounts/{user}")).await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.body["balance"].as_i64().unwrap()
     }
 
     pub async fn ledger(&self, user: i64) -> Vec<Value> {
-        self.api.billing.get(&format!("/billing/accounts/{user}/transactions")).await.body.as_array().unwrap().clone()
+        let r = self.api.billing.as_user(user).get(&format!("/billing/accounts/{user}/transactions")).await;
+        r.body.as_array().unwrap().clone()
     }
 
     pub async fn letters(&self, user: i64) -> Vec<Value> {
-        let r = self.api.notifications.get(&format!("/notifications?user_id={user}")).await;
+        let r = self.api.notifications.as_user(user).get(&format!("/notifications?user_id={user}")).await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.body.as_array().unwrap().clone()
     }
 
     pub async fn orders_of(&self, user: i64) -> Vec<Value> {
-        let r = self.api.orders.get(&format!("/orders?user_id={user}")).await;
+        let r = self.api.orders.as_user(user).get(&format!("/orders?user_id={user}")).await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.body.as_array().unwrap().clone()
     }
 
+    /// `GET /orders/{id}`, as its owner.
+    pub async fn get_order(&self, id: i64) -> testkit::Reply {
+        let owner = self.order_row(id).await.user_id;
+        self.api.orders.as_user(owner).get(&format!("/orders/{id}")).await
+    }
+
     pub async fn order(&self, user: i64, price: i64) -> testkit::Reply {
-        self.api.orders.post("/orders", json!({ "user_id": user, "price": price })).await
+        self.api.orders.as_user(user).post("/orders", json!({ "user_id": user, "price": price })).await
     }
 
     /// Checks the money: the balance is what the ledger says, every paid

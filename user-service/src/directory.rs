@@ -61,7 +61,9 @@ impl Taken {
 
 pub trait Directory {
     fn taken(&mut self, user: &NewUser) -> QueryResult<Option<Taken>>;
-    fn insert_pending(&mut self, user: &NewUser, now: NaiveDateTime) -> QueryResult<User>;
+    fn insert_pending(&mut self, user: &NewUser, password_hash: &str, now: NaiveDateTime) -> QueryResult<User>;
+    /// The id and password hash of the active user with this username key.
+    fn credentials(&mut self, username_key: &str) -> QueryResult<Option<(i64, Option<String>)>>;
     fn activate(&mut self, id: i64) -> QueryResult<()>;
     fn remove_pending(&mut self, id: i64) -> QueryResult<()>;
     fn active_user(&mut self, id: i64) -> QueryResult<Option<User>>;
@@ -83,7 +85,7 @@ macro_rules! directory {
                 Ok((by_email > 0).then_some(Taken::Email))
             }
 
-            fn insert_pending(&mut self, user: &NewUser, now: NaiveDateTime) -> QueryResult<User> {
+            fn insert_pending(&mut self, user: &NewUser, password_hash: &str, now: NaiveDateTime) -> QueryResult<User> {
                 diesel::insert_into(users::table)
                     .values((
                         users::username.eq(user.username.as_str()),
@@ -95,9 +97,19 @@ macro_rules! directory {
                         users::phone.eq(&user.phone),
                         users::status.eq(UserStatus::Pending),
                         users::created_at.eq(now),
+                        users::password_hash.eq(password_hash),
                     ))
                     .returning(User::as_returning())
                     .get_result(self)
+            }
+
+            fn credentials(&mut self, username_key: &str) -> QueryResult<Option<(i64, Option<String>)>> {
+                users::table
+                    .filter(users::username_key.eq(username_key))
+                    .filter(users::status.eq(UserStatus::Active))
+                    .select((users::id, users::password_hash))
+                    .first(self)
+                    .optional()
             }
 
             fn activate(&mut self, id: i64) -> QueryResult<()> {

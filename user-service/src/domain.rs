@@ -108,11 +108,37 @@ pub fn optional_phone(value: Option<String>) -> Result<Option<String>, FieldErro
     Ok(Some(v))
 }
 
+/// A password as given: 8..=128 characters (Unicode scalar values). It is
+/// only ever hashed; its `Debug` shows nothing of it.
+#[derive(Clone, PartialEq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(value: String) -> Result<Password, FieldError> {
+        let len = value.chars().count();
+        if !(8..=128).contains(&len) {
+            return Err(refuse("password", format!("must be 8 to 128 characters long, got {len}")));
+        }
+        Ok(Password(value))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
 /// A user to create.
 #[derive(Debug, Clone)]
 pub struct NewUser {
     pub username: Username,
     pub email: Email,
+    pub password: Password,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub phone: Option<String>,
@@ -150,6 +176,16 @@ mod tests {
         assert_eq!(long.chars().count(), 254);
         assert!(Email::parse(&long).is_err());
         assert!(Email::parse(&format!("a@{}.com", "I".repeat(248))).is_ok());
+    }
+
+    #[test]
+    fn passwords_are_8_to_128_characters_and_never_shown() {
+        assert!(Password::parse("x".repeat(7)).is_err());
+        assert!(Password::parse("x".repeat(8)).is_ok());
+        assert!(Password::parse("ж".repeat(128)).is_ok(), "characters, not bytes");
+        assert!(Password::parse("x".repeat(129)).is_err());
+        let p = Password::parse("correct horse".into()).unwrap();
+        assert_eq!(format!("{p:?}"), "Password(***)");
     }
 
     #[test]

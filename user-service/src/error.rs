@@ -7,6 +7,7 @@ use service_kit::idempotency::KeyRefusal;
 use crate::billing::OpenAccountError;
 use crate::directory::Taken;
 use crate::domain::FieldError;
+use crate::passwords::HashError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -20,6 +21,8 @@ pub enum UserError {
     BillingUnavailable(#[source] OpenAccountError),
     #[error(transparent)]
     Key(#[from] KeyRefusal),
+    #[error(transparent)]
+    Hash(#[from] HashError),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

@@ -11,9 +11,10 @@ use service_kit::{Problem, time};
 use utoipa::ToSchema;
 
 use crate::directory::{Taken, User};
-use crate::domain::{Email, NewUser, Username, optional_phone, optional_text};
+use crate::domain::{Email, NewUser, Password, Username, optional_phone, optional_text};
 use crate::error::UserError;
 use crate::registration::{Registration, Users};
+use crate::sign_in::{SignIn, SignInError};
 
 impl From<&UserError> for Problem {
     fn from(e: &UserError) -> Problem {
@@ -25,6 +26,7 @@ impl From<&UserError> for Problem {
             UserError::NotFound(_) => Problem::new(ProblemType::UserNotFound, detail),
             UserError::BillingUnavailable(cause) => Problem::unavailable(format!("{detail}: {cause}")),
             UserError::Key(refusal) => Problem::from(refusal),
+            UserError::Hash(_) => Problem::internal("the password could not be stored"),
             UserError::Storage(s) => Problem::from(s),
         }
     }
@@ -69,8 +71,8 @@ impl From<User> for UserBody {
 /// A user to create.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
-    "username": "ivan_petrov", "email": "ivan@example.com", "first_name": "Ivan",
-    "last_name": "Petrov", "phone": "+7 999 123-45-67"
+    "username": "ivan_petrov", "email": "ivan@example.com", "password": "correct horse battery",
+    "first_name": "Ivan", "last_name": "Petrov", "phone": "+7 999 123-45-67"
 }))]
 pub struct NewUserRequest {
     /// 3 to 64 of `A-Z a-z 0-9 _ . -`; unique, compared case-insensitively.
@@ -80,6 +82,9 @@ pub struct NewUserRequest {
     /// unique, compared case-insensitively.
     #[schema(format = Email, max_length = 254)]
     pub email: String,
+    /// 8 to 128 characters. Only a hash of it is kept; it is never shown.
+    #[schema(min_length = 8, max_length = 128, format = Password)]
+    pub password: String,
     /// At most 100 characters, no control characters.
     #[schema(max_length = 100, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     #[serde(default)]
@@ -101,6 +106,7 @@ impl NewUserRequest {
         Ok(NewUser {
             username,
             email,
+            password: Password::parse(self.password)?,
             first_name: optional_text("first_name", self.first_name, 100)?,
             last_name: optional_text("last_name", self.last_name, 100)?,
             phone: optional_phone(self.phone)?,
@@ -159,10 +165,10 @@ pub fn answer_for(user: &User) -> StoredResponse {
     }
 }
 
-/// Get a user
+/// Get your user
 ///
 /// The user with this id, once it has a billing account (a user still being
-/// created is not visible yet).
+/// created is not visible yet). A token reads its own user only.
 #[utoipa::path(
     get,
     path = "/users/{id}",
@@ -177,4 +183,121 @@ pub fn answer_for(user: &User) -> StoredResponse {
 )]
 pub async fn get_user(users: web::Data<Users>, id: Path<Id>) -> Result<Json<UserBody>, UserError> {
     Ok(Json(users.find(id.into_inner().get()).await?.into()))
+}
+
+/// Read a user, for another service (order-service reads the address of a
+/// letter).
+#[utoipa::path(
+    get,
+    path = "/internal/users/{id}",
+    operation_id = "get_user_internal",
+    tag = "users",
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = UserBody),
+        (status = 400, description = "The id is not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_user_internal(users: web::Data<Users>, id: Path<Id>) -> Result<Json<UserBody>, UserError> {
+    Ok(Json(users.find(id.into_inner().get()).await?.into()))
+}
+
+/// A username and password to sign in with.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"username": "ivan_petrov", "password": "correct horse battery"}))]
+pub struct SignInRequest {
+    /// Compared case-insensitively.
+    pub username: String,
+    #[schema(format = Password)]
+    pub password: String,
+}
+
+/// A bearer token for the user who signed in.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"access_token": "eyJhbGciOiJFZERTQSIs...", "token_type": "Bearer", "expires_in": 3600}))]
+pub struct TokenBody {
+    /// A JWT (EdDSA) acting for this user: send it as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    #[schema(value_type = String, example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+impl From<&SignInError> for Problem {
+    fn from(e: &SignInError) -> Problem {
+        match e {
+            SignInError::InvalidCredentials => Problem::new(ProblemType::InvalidCredentials, e.to_string()),
+            SignInError::Throttled { .. } => Problem::new(ProblemType::TooManyRequests, e.to_string()),
+            SignInError::Storage(s) => Problem::from(s),
+        }
+    }
+}
+
+impl actix_web::ResponseError for SignInError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        Problem::from(self).status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let problem = Problem::from(self);
+        if problem.status >= 500 {
+            log::error!("{}", service_kit::problem::chain(self));
+        }
+        let mut res = problem.to_response();
+        if let SignInError::Throttled { retry_after } = self {
+            let value = actix_web::http::header::HeaderValue::from(*retry_after);
+            res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, value);
+        }
+        res
+    }
+}
+
+/// Sign in
+///
+/// A bearer token for the user with this username and password. An unknown
+/// username and a wrong password get the same 401. After 10 failed attempts
+/// for a username within 15 minutes every attempt is refused (429,
+/// `Retry-After`) until the oldest of them is 15 minutes old.
+#[utoipa::path(
+    post,
+    path = "/users/tokens",
+    operation_id = "sign_in",
+    tag = "users",
+    request_body = SignInRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenBody),
+        (status = 400, description = "The body is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown username or wrong password (invalid-credentials)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed attempts for this username", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until the next attempt may be made"))),
+        BodyRefusals,
+    )
+)]
+pub async fn sign_in(
+    signing: web::Data<SignIn>,
+    body: JsonObject<SignInRequest>,
+) -> Result<Json<TokenBody>, SignInError> {
+    let SignInRequest { username, password } = body.into_inner();
+    let issued = signing.sign_in(&username, password).await?;
+    Ok(Json(TokenBody { access_token: issued.token, token_type: "Bearer", expires_in: issued.expires_in }))
+}
+
+/// The public signing keys
+///
+/// The JWK Set (Ed25519, `kty: OKP`) that checks the tokens user-service
+/// signs; each token names its key with `kid`.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    operation_id = "get_jwks",
+    tag = "users",
+    responses(
+        (status = 200, description = "The key set", body = Object,
+            example = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k", "use": "sig", "alg": "EdDSA"}]})),
+    )
+)]
+pub async fn jwks(signing: web::Data<SignIn>) -> HttpResponse {
+    HttpResponse::Ok().json(signing.key.key_set())
 }

@@ -10,5 +10,14 @@ diesel::table! {
         phone -> Nullable<Text>,
         status -> Text,
         created_at -> Timestamp,
+        password_hash -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    sign_in_failures (id) {
+        id -> BigInt,
+        username_key -> Text,
+        failed_at -> Timestamp,
     }
 }

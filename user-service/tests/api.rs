@@ -17,6 +17,8 @@ fn settings(db: &TestDb, billing_url: BaseUrl) -> user_service::Settings {
     user_service::Settings {
         common: db.common(4),
         billing_url,
+        signing_key: testkit::signing_key(),
+        token_ttl: Duration::from_secs(3600),
         http_timeout: Duration::from_millis(500),
         budget: Duration::from_millis(1500),
         recovery_interval: Duration::from_secs(3600),
@@ -26,7 +28,9 @@ fn settings(db: &TestDb, billing_url: BaseUrl) -> user_service::Settings {
 async fn spawn(backend: Backend) -> Stack {
     let billing_db = TestDb::fresh(backend, "billing").expect("backend available");
     let (listener, billing_url) = testkit::listener();
-    let billing = billing_service::service(&billing_service::Settings { common: billing_db.common(4) }).unwrap();
+    let billing_settings =
+        billing_service::Settings { common: billing_db.common(4), user_url: testkit::serve_key_set().parse().unwrap() };
+    let billing = billing_service::service(&billing_settings, reqwest::Client::new()).unwrap();
     testkit::serve(listener, vec![billing]);
     let users_db = TestDb::fresh(backend, "users").expect("backend available");
     let s = settings(&users_db, billing_url.parse().unwrap());
@@ -35,9 +39,11 @@ async fn spawn(backend: Backend) -> Stack {
     Stack { users: Api::new(users_url), billing: Api::new(billing_url), _dbs: vec![billing_db, users_db] }
 }
 
+const PASSWORD: &str = "correct horse battery";
+
 fn new_user() -> serde_json::Value {
     let name = unique("user_");
-    json!({ "username": name, "email": format!("{name}@example.com"), "first_name": "Ann" })
+    json!({ "username": name, "email": format!("{name}@example.com"), "password": PASSWORD, "first_name": "Ann" })
 }
 
 async fn creating_a_user_opens_the_billing_account(backend: Backend) {
@@ -50,10 +56,10 @@ async fn creating_a_user_opens_the_billing_account(backend: Backend) {
     assert_eq!(r.body["username"], body["username"]);
     assert_eq!(r.body["last_name"], serde_json::Value::Null, "absent optional fields are null");
     assert_eq!(r.body["phone"], serde_json::Value::Null);
-    let account = s.billing.get(&format!("/billing/accounts/{id}")).await;
+    let account = s.billing.as_user(id).get(&format!("/billing/accounts/{id}")).await;
     assert_eq!(account.status, 200);
     assert_eq!(account.body["balance"], 0);
-    let got = s.users.get(&format!("/users/{id}")).await;
+    let got = s.users.as_user(id).get(&format!("/users/{id}")).await;
     assert_eq!(got.status, 200);
     assert_eq!(got.body, r.body);
 }
@@ -80,9 +86,9 @@ async fn racing_sign_ups_are_told_which_field_is_taken(backend: Backend) {
         let attempts = (0..8).map(|_| {
             let own = unique("racer_");
             let body = if round % 2 == 0 {
-                json!({ "username": own, "email": format!("{shared}@example.com") })
+                json!({ "username": own, "email": format!("{shared}@example.com"), "password": PASSWORD })
             } else {
-                json!({ "username": shared, "email": format!("{own}@example.com") })
+                json!({ "username": shared, "email": format!("{own}@example.com"), "password": PASSWORD })
             };
             let users = s.users.clone();
             async move { users.post("/users", body).await }
@@ -120,11 +126,15 @@ async fn invalid_users_are_refused(backend: Backend) {
     for body in [json!([name, format!("{name}@example.com")]), json!("ann"), json!(5), json!(null), json!([])] {
         s.users.post("/users", body).await.assert_problem(400);
     }
-    let taken = s.users.post("/users", json!({ "username": name, "email": format!("{name}@example.com") })).await;
+    let taken = s
+        .users
+        .post("/users", json!({ "username": name, "email": format!("{name}@example.com"), "password": PASSWORD }))
+        .await;
     assert_eq!(taken.status, 201, "nothing was stored for the array: {}", taken.text);
-    s.users.get("/users/abc").await.assert_problem(400);
-    s.users.get("/users/0").await.assert_problem(400);
-    s.users.get("/users/12345").await.assert_problem(404);
+    let reader = s.users.as_user(12345);
+    reader.get("/users/abc").await.assert_problem(400);
+    reader.get("/users/0").await.assert_problem(400);
+    reader.get("/users/12345").await.assert_problem(404);
     s.users.send(s.users.client.delete(format!("{}/users/1", s.users.base))).await.assert_problem(405);
 }
 
@@ -160,7 +170,7 @@ async fn no_user_is_left_when_billing_is_unreachable(backend: Backend) {
     let key = unique("key-");
     let r = users.post_keyed("/users", &key, body.clone()).await;
     assert_eq!(r.assert_problem(503), "service-unavailable");
-    assert!(users.get("/users/1").await.status == 404, "no user is visible");
+    assert!(users.as_user(1).get("/users/1").await.status == 404, "no user is visible");
     // The name is free again and the key may be retried.
     let again = users.post_keyed("/users", &key, body).await;
     again.assert_problem(503);
@@ -176,9 +186,9 @@ on_both_backends!(
     recovery_finishes_a_user_left_pending,
 );
 
-/// The body the crashed request sent, as the service fingerprints it.
+/// The body the crashed request sent, in the order the service reads it.
 fn crashed_request() -> String {
-    r#"{"username":"Crashed","email":"crashed@example.com","first_name":null,"last_name":null,"phone":null}"#.to_owned()
+    r#"{"username":"Crashed","email":"crashed@example.com","password":"correct horse battery","first_name":null,"last_name":null,"phone":null}"#.to_owned()
 }
 
 /// A user whose creating request died between storing it and opening its
@@ -195,26 +205,27 @@ async fn recovery_finishes_a_user_left_pending(backend: Backend) {
         users_db,
         &format!(
             "INSERT INTO idempotency_keys (key, request, resource_id, created_at) VALUES ('k-crash', '{}', 1, '2026-01-01 00:00:00')",
-            crashed_request()
+            service_kit::auth::sha256_hex(crashed_request().as_bytes())
         ),
     );
-    s.users.get("/users/1").await.assert_problem(404);
+    s.users.as_user(1).get("/users/1").await.assert_problem(404);
     let billing_url: BaseUrl = s.billing.base.parse().unwrap();
     let settings = settings(users_db, billing_url);
     let pool = service_kit::db::connect(&settings.common.database_url, Some(2), &user_service::MIGRATIONS).unwrap();
     let users = user_service::registration::Users {
         pool,
         billing: user_service::billing::BillingClient {
-            peer: service_kit::peer::Peer::new("billing-service", settings.billing_url.clone(), reqwest::Client::new()),
+            peer: service_kit::peer::Peer::new("billing-service", settings.billing_url.clone(), reqwest::Client::new())
+                .with_credential(testkit::credential()),
             policy: service_kit::peer::RetryPolicy::within(Duration::from_secs(2)),
         },
         answer_for: user_service::routes::answer_for,
     };
     assert_eq!(users.recover(Duration::from_secs(30)).await.unwrap(), 1);
-    let user = s.users.get("/users/1").await;
+    let user = s.users.as_user(1).get("/users/1").await;
     assert_eq!(user.status, 200, "{}", user.text);
     assert_eq!(user.body["username"], "Crashed");
-    assert_eq!(s.billing.get("/billing/accounts/1").await.status, 200);
+    assert_eq!(s.billing.as_user(1).get("/billing/accounts/1").await.status, 200);
     // The key's replay is the 201 the crashed request never sent.
     let replay = s.users.post_keyed("/users", "k-crash", serde_json::from_str(&crashed_request()).unwrap()).await;
     assert_eq!(replay.status, 201, "{}", replay.text);
