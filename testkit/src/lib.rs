@@ -11,7 +11,7 @@ use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::Value;
 use std::sync::Arc;
 
-use service_kit::auth::{ServiceCredential, SigningKey};
+use service_kit::auth::{JwkSet, ServiceCredential, SigningKey};
 use service_kit::config::CommonSettings;
 use service_kit::db::DatabaseUrl;
 use service_kit::server::Service;
@@ -169,6 +169,11 @@ pub fn signing_key() -> Arc<SigningKey> {
     test_key().0.clone()
 }
 
+/// The key's PKCS#8 PEM.
+pub fn signing_key_pem() -> String {
+    test_key().1.clone()
+}
+
 /// The key as a PEM file (for a service run as a process), written once.
 pub fn signing_key_file() -> PathBuf {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
@@ -189,15 +194,19 @@ pub fn token_for(user: i64) -> String {
 /// a port of its own, as user-service would: for a service tested without
 /// a user-service. Returns its base URL.
 pub fn serve_key_set() -> String {
+    serve_keys(Arc::new(std::sync::Mutex::new(signing_key().key_set().clone())))
+}
+
+/// Serves whatever key set `keys` holds at the time of each request.
+pub fn serve_keys(keys: Arc<std::sync::Mutex<JwkSet>>) -> String {
     let (listener, url) = listener();
-    let keys = signing_key().key_set().clone();
     let server = actix_web::HttpServer::new(move || {
         let keys = keys.clone();
         actix_web::App::new().route(
             service_kit::auth::JWKS_PATH,
             actix_web::web::get().to(move || {
-                let keys = keys.clone();
-                async move { actix_web::HttpResponse::Ok().json(keys) }
+                let set = keys.lock().expect("key set lock").clone();
+                async move { actix_web::HttpResponse::Ok().json(set) }
             }),
         )
     })

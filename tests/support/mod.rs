@@ -271,58 +271,19 @@ impl System {
     /// [`System::spawn_orders_process`] with more environment variables.
     pub async fn spawn_orders_process_with(&mut self, timing: Timing, env: &[(&str, &str)]) -> OrderProcess {
         let (billing, notifications) = self.order_peers();
-        let scratch: Vec<TestDb> = (0..3).map(|_| TestDb::fresh(Backend::Sqlite, "scratch").unwrap()).collect();
         let ms = |d: Duration| d.as_millis().to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_order-system"))
-            .env("BIND_ADDR", "127.0.0.1:0")
-            .env("ORDER_DATABASE_URL", &self.dbs.orders.url)
-            .env("USER_DATABASE_URL", &scratch[0].url)
-            .env("BILLING_DATABASE_URL", &scratch[1].url)
-            .env("NOTIFICATION_DATABASE_URL", &scratch[2].url)
-            .env("USER_SERVICE_URL", &self.urls.users)
-            .env("BILLING_SERVICE_URL", &billing)
-            .env("NOTIFICATION_SERVICE_URL", &notifications)
-            .env("HTTP_TIMEOUT_MS", ms(timing.http_timeout))
-            .env("ORDER_BUDGET_MS", ms(timing.budget))
-            .env("RECOVERY_INTERVAL_MS", ms(timing.recovery_interval))
-            .env("DATABASE_POOL_SIZE", "4")
-            .env("INTERNAL_API_TOKEN", testkit::TEST_CREDENTIAL)
-            .env("AUTH_SIGNING_KEY_FILE", testkit::signing_key_file())
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("order-system starts");
-        let pid = child.id();
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[order-system {pid}] {line}");
-                lines.lock().unwrap().push(line.clone());
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split(": ").next().unwrap_or(rest).trim().trim_end_matches('"');
-                    let _ = addr_tx.send(addr.to_owned());
-                }
-            }
-        });
-        let mut process = OrderProcess { child, url: String::new(), log, _scratch: scratch };
-        let addr = eventually_value(Duration::from_secs(30), || addr_rx.try_recv().ok()).await;
-        let addr =
-            addr.unwrap_or_else(|| panic!("order-system did not say where it listens: {:?}", process.child.try_wait()));
-        process.url = format!("http://{addr}");
-        let orders = api(process.url.clone());
-        let ready = eventually(Duration::from_secs(30), || async {
-            orders.client.get(format!("{}/health/ready", orders.base)).send().await.is_ok_and(|r| r.status() == 200)
-        })
-        .await;
-        assert!(ready, "order-system at {addr} became ready");
-        self.api.orders = orders;
+        let mut all = vec![
+            ("ORDER_DATABASE_URL", self.dbs.orders.url.clone()),
+            ("USER_SERVICE_URL", self.urls.users.clone()),
+            ("BILLING_SERVICE_URL", billing),
+            ("NOTIFICATION_SERVICE_URL", notifications),
+            ("HTTP_TIMEOUT_MS", ms(timing.http_timeout)),
+            ("ORDER_BUDGET_MS", ms(timing.budget)),
+            ("RECOVERY_INTERVAL_MS", ms(timing.recovery_interval)),
+        ];
+        all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
+        let process = spawn_all_in_one(&all).await;
+        self.api.orders = api(process.url.clone());
         process
     }
 
@@ -424,6 +385,60 @@ impl System {
             assert_eq!(charges, 1, "order {} charged once", o["id"]);
         }
     }
+}
+
+/// The all-in-one binary as a child process, on scratch SQLite files (any
+/// `*_DATABASE_URL` in `env` replaces its own), with the test credential and
+/// signing key, its log captured; returns once it is ready.
+pub async fn spawn_all_in_one(env: &[(&str, String)]) -> OrderProcess {
+    let scratch: Vec<TestDb> = (0..4).map(|_| TestDb::fresh(Backend::Sqlite, "scratch").unwrap()).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_order-system"))
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("USER_DATABASE_URL", &scratch[0].url)
+        .env("BILLING_DATABASE_URL", &scratch[1].url)
+        .env("ORDER_DATABASE_URL", &scratch[2].url)
+        .env("NOTIFICATION_DATABASE_URL", &scratch[3].url)
+        .env_remove("USER_SERVICE_URL")
+        .env_remove("BILLING_SERVICE_URL")
+        .env_remove("NOTIFICATION_SERVICE_URL")
+        .env("DATABASE_POOL_SIZE", "4")
+        .env("INTERNAL_API_TOKEN", testkit::TEST_CREDENTIAL)
+        .env("AUTH_SIGNING_KEY_FILE", testkit::signing_key_file())
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("order-system starts");
+    let pid = child.id();
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[order-system {pid}] {line}");
+            lines.lock().unwrap().push(line.clone());
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest.split(": ").next().unwrap_or(rest).trim().trim_end_matches('"');
+                let _ = addr_tx.send(addr.to_owned());
+            }
+        }
+    });
+    let mut process = OrderProcess { child, url: String::new(), log, _scratch: scratch };
+    let addr = eventually_value(Duration::from_secs(30), || addr_rx.try_recv().ok()).await;
+    let addr =
+        addr.unwrap_or_else(|| panic!("order-system did not say where it listens: {:?}", process.child.try_wait()));
+    process.url = format!("http://{addr}");
+    let probe = api(process.url.clone());
+    let ready = eventually(Duration::from_secs(30), || async {
+        probe.client.get(format!("{}/health/ready", probe.base)).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(ready, "order-system at {addr} became ready");
+    process
 }
 
 /// order-service as a child process; killed (SIGKILL) when dropped if it
