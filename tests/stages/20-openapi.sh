@@ -2,7 +2,14 @@
 # Stage 20: the OpenAPI documents openapi/{user,billing,order,notification}-service.yaml.
 #  1. redocly lint (pinned @redocly/cli, offline, rules in tests/openapi/redocly.yaml):
 #     no errors in any of the four documents.
-#  2. schemathesis (pinned in tests/requirements.txt, settings in
+#  2. Generated clients still work: openapi-python-client and openapi-typescript
+#     (both pinned) generate a client from each document into
+#     tests/openapi/clients/generated/; tsc type-checks the TypeScript types
+#     against tests/openapi/clients/usage.ts (openapi-fetch), and
+#     tests/openapi/clients/check_python.py uses the Python clients against each
+#     all-in-one binary of step 3 (a user, a deposit, orders, the ledger, letters
+#     and a problem, all through the generated functions and models).
+#  3. schemathesis (pinned in tests/requirements.txt, settings in
 #     tests/openapi/schemathesis.toml, hooks in tests/openapi/hooks.py) fuzzes
 #     each document against a freshly started all-in-one binary: first with its
 #     SQLite files in a fresh working directory (the local run), then with fresh
@@ -44,8 +51,36 @@ else
   fail "redocly lint found problems in the documents (see above)"
 fi
 
-# --- 2. Fuzz ------------------------------------------------------------------
+# --- 2. Generated clients -----------------------------------------------------
 ensure_python_tools
+CLIENTS="$REPO_ROOT/tests/openapi/clients"
+rm -rf "$CLIENTS/generated"
+clients_start=$(date +%s)
+log "openapi-python-client $(openapi-python-client --version | awk '{print $NF}') and openapi-typescript $(openapi-typescript --version | awk '{print $NF}'): a client from each document"
+for svc in "${SERVICES[@]}"; do
+  # --fail-on-warning: an operation or schema the generator had to skip fails the check.
+  if openapi-python-client generate --path "openapi/$svc-service.yaml" --meta none --fail-on-warning \
+    --output-path "$CLIENTS/generated/python/${svc}_service_client" >"$WORKDIR/python-client-$svc.txt" 2>&1; then
+    pass "openapi-python-client: openapi/$svc-service.yaml"
+  else
+    cat "$WORKDIR/python-client-$svc.txt" >&2
+    fail "openapi-python-client: openapi/$svc-service.yaml"
+  fi
+  if openapi-typescript "openapi/$svc-service.yaml" -o "$CLIENTS/generated/typescript/$svc-service.ts" >"$WORKDIR/typescript-$svc.txt" 2>&1; then
+    pass "openapi-typescript: openapi/$svc-service.yaml"
+  else
+    cat "$WORKDIR/typescript-$svc.txt" >&2
+    fail "openapi-typescript: openapi/$svc-service.yaml"
+  fi
+done
+if tsc -p "$CLIENTS/tsconfig.json"; then
+  pass "tsc --noEmit: tests/openapi/clients/usage.ts against the generated types"
+else
+  fail "tsc --noEmit: tests/openapi/clients/usage.ts against the generated types"
+fi
+echo "clients generated and type-checked in $(( $(date +%s) - clients_start )) s"
+
+# --- 3. Fuzz ------------------------------------------------------------------
 build_release
 export SCHEMATHESIS_HOOKS="$REPO_ROOT/tests/openapi/hooks.py"
 rm -rf "$REPORTS"
@@ -86,6 +121,12 @@ fuzz_backend() {
     fail "[$backend] the all-in-one binary did not get ready"
     stop_started
     return
+  fi
+  log "[$backend] the generated Python clients (tests/openapi/clients/check_python.py)"
+  if python "$CLIENTS/check_python.py" "$CLIENTS/generated/python" "http://127.0.0.1:$port"; then
+    pass "[$backend] generated Python clients"
+  else
+    fail "[$backend] generated Python clients"
   fi
   for svc in "${SERVICES[@]}"; do
     log "[$backend] fuzzing openapi/$svc-service.yaml"
