@@ -261,7 +261,7 @@ pub fn spec_path(slug: &str) -> String {
 pub fn service_page(slug: &str, doc: OpenApi) -> SwaggerUi {
     SwaggerUi::new(format!("/docs/{slug}/{{_:.*}}"))
         .url(spec_path(slug), doc)
-        .config(Config::default().validator_url("none").try_it_out_enabled(true))
+        .config(Config::default().validator_url("none").try_it_out_enabled(true).persist_authorization(true))
 }
 
 /// `/docs/`: one page with a selector of every service's document (served
@@ -269,5 +269,6 @@ pub fn service_page(slug: &str, doc: OpenApi) -> SwaggerUi {
 pub fn index_page(slugs: &[&'static str]) -> SwaggerUi {
     let urls: Vec<Url<'static>> =
         slugs.iter().map(|slug| Url::new(slug, Box::leak(spec_path(slug).into_boxed_str()))).collect();
-    SwaggerUi::new("/docs/{_:.*}").config(Config::new(urls).validator_url("none").try_it_out_enabled(true))
+    SwaggerUi::new("/docs/{_:.*}")
+        .config(Config::new(urls).validator_url("none").try_it_out_enabled(true).persist_authorization(true))
 }

@@ -7,8 +7,10 @@
 //    first and `http://arch.homework` second;
 //  - on `/docs/`, the top-bar selector offers the four documents, and selecting each one lists
 //    that service's operations;
-//  - users: "Try it out" on `POST /users` with a unique username/e-mail typed into the body
-//    editor -> 201 and the new id in the rendered response;
+//  - users: "Try it out" on `POST /users` with a unique username/e-mail/password typed into the
+//    body editor -> 201 and the new id in the rendered response; then `POST /users/tokens` with
+//    that username and password -> 200 and a token, which goes into the "Authorize" dialog
+//    (scheme user_token) once and is used by every later "Try it out", in every document;
 //  - billing: `POST /billing/accounts/{user_id}/deposit` for that user -> 200 and the balance;
 //  - orders: `POST /orders` for that user -> 201 and `"status": "paid"` in the rendered response
 //    (screenshot: SCREENSHOT_PNG, when given);
@@ -49,7 +51,7 @@ const CHROMIUM_ARGS = [
 
 // What each document must list (method, path), as the page shows it.
 const SERVICES = {
-  users: { title: /user/i, ops: [['POST', '/users'], ['GET', '/users/{id}']] },
+  users: { title: /user/i, ops: [['POST', '/users'], ['POST', '/users/tokens'], ['GET', '/users/{id}']] },
   billing: {
     title: /billing/i,
     ops: [
@@ -249,7 +251,22 @@ async function tryItOut(method, path, { pathParams = {}, query = {}, headers = {
   return { op, status, shown, shownJson, response, prefilled, headersShown };
 }
 
+// "Authorize" in the top of the page: the token goes into the user_token scheme's field; the
+// page keeps it (persistAuthorization) for every document it shows.
+async function authorize(token) {
+  await page.locator('.auth-wrapper button.authorize').click();
+  const dialog = page.locator('.dialog-ux .modal-ux');
+  await dialog.waitFor();
+  const scheme = dialog.locator('.auth-container').filter({ hasText: 'user_token' });
+  await scheme.locator('input').fill(token);
+  await scheme.locator('button.authorize').click();
+  await scheme.locator('button', { hasText: 'Logout' }).waitFor();
+  ok('the Authorize dialog accepted the token (user_token)');
+  await dialog.locator('button.close-modal').click();
+}
+
 const run = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+const password = `browser-password-${run}`;
 let userId;
 let orderId;
 
@@ -270,7 +287,7 @@ await step('users: select, POST /users through "Try it out"', async () => {
   const result = await tryItOut('POST', '/users', {
     // A fresh key: the example value Swagger UI fills in would replay or clash across runs.
     headers: { 'Idempotency-Key': `browser-user-${run}` },
-    body: { username, email, first_name: 'Browser', last_name: 'Test' },
+    body: { username, email, password, first_name: 'Browser', last_name: 'Test' },
   });
   check(result.status === '201', `POST /users shows 201 (${result.status})`);
   const raw = await result.response.json();
@@ -279,6 +296,15 @@ await step('users: select, POST /users through "Try it out"', async () => {
   check(result.shownJson && result.shownJson.id === userId && result.shownJson.username === username,
     `the rendered response shows the new user (id ${result.shownJson?.id}, ${result.shownJson?.username})`);
   check(result.headersShown.includes(`location: /users/${userId}`), `the rendered response headers show location: /users/${userId}`);
+  check(!result.shown.includes(password), 'the password is not in the answer');
+
+  const signedIn = await tryItOut('POST', '/users/tokens', { body: { username, password } });
+  check(signedIn.status === '200', `POST /users/tokens shows 200 (${signedIn.status})`);
+  const token = (await signedIn.response.json()).access_token;
+  check(typeof token === 'string' && token.split('.').length === 3, 'sign-in answered a JWT');
+  await authorize(token);
+  const me = await tryItOut('GET', '/users/{id}', { pathParams: { id: userId } });
+  check(me.status === '200' && me.shownJson?.id === userId, `GET /users/{id} with the token shows the user (${me.status})`);
   await shot('users');
 });
 

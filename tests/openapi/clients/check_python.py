@@ -19,15 +19,17 @@ import user_service_client as user
 from billing_service_client.api.billing import deposit, get_account, list_transactions, withdraw
 from notification_service_client.api.notifications import list_notifications
 from order_service_client.api.orders import create_order, get_order
-from user_service_client.api.users import create_user, get_user
+from user_service_client.api.users import create_user, get_user, sign_in
 
 base_url = sys.argv[2]
 
 
-def connect(package):
-    # The one place a bearer token goes once the routes want one:
-    # package.AuthenticatedClient(base_url=base_url, token=token, timeout=..., raise_on_unexpected_status=True)
-    return package.Client(base_url=base_url, timeout=httpx.Timeout(10.0), raise_on_unexpected_status=True)
+def connect(package, token=None):
+    """A client of one service; with a token, acting for its user."""
+    timeout = httpx.Timeout(10.0)
+    if token is None:
+        return package.Client(base_url=base_url, timeout=timeout, raise_on_unexpected_status=True)
+    return package.AuthenticatedClient(base_url=base_url, token=token, timeout=timeout, raise_on_unexpected_status=True)
 
 
 def parsed(answer, status, model):
@@ -40,9 +42,16 @@ def parsed(answer, status, model):
 
 
 name = f"client_{uuid.uuid4().hex[:12]}"
-new = user.models.NewUserRequest(username=name, email=f"{name}@example.com", first_name="Ivan")
+password = f"pw-{uuid.uuid4().hex}"
+new = user.models.NewUserRequest(username=name, email=f"{name}@example.com", password=password, first_name="Ivan")
 me = parsed(create_user.sync_detailed(client=connect(user), body=new), 201, user.models.UserBody)
-users, accounts, orders, letters = connect(user), connect(billing), connect(order), connect(notification)
+credentials = user.models.SignInRequest(username=name, password=password)
+token = parsed(sign_in.sync_detailed(client=connect(user), body=credentials), 200, user.models.TokenBody)
+assert token.token_type == "Bearer" and token.expires_in > 0, token
+users, accounts, orders, letters = (connect(p, token.access_token) for p in (user, billing, order, notification))
+# Without the token: the document's 401.
+unauthorized = parsed(get_user.sync_detailed(client=connect(user), id=me.id), 401, user.models.Problem)
+assert unauthorized.type_.endswith("/unauthorized"), unauthorized
 assert (me.username, me.first_name, me.last_name) == (name, "Ivan", None) and me.created_at.tzinfo is not None
 assert parsed(get_user.sync_detailed(client=users, id=me.id), 200, user.models.UserBody) == me
 assert parsed(get_account.sync_detailed(client=accounts, user_id=me.id), 200, billing.models.AccountBody).balance == 0

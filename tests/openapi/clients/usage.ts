@@ -11,15 +11,18 @@ import type * as user from "./generated/typescript/user-service";
 type Problem = user.components["schemas"]["Problem"];
 type Letter = notification.components["schemas"]["LetterBody"];
 
-// The one place a bearer token goes once the routes want one: { Authorization: `Bearer ${token}` }.
-const options = (baseUrl: string) => ({ baseUrl, headers: {} });
+// With a token (from POST /users/tokens) every call acts for its user.
+const options = (baseUrl: string, token?: string) => ({
+  baseUrl,
+  headers: token === undefined ? {} : { Authorization: `Bearer ${token}` },
+});
 
-export function clients(baseUrl: string) {
+export function clients(baseUrl: string, token?: string) {
   return {
-    users: createClient<user.paths>(options(baseUrl)),
-    accounts: createClient<billing.paths>(options(baseUrl)),
-    orders: createClient<order.paths>(options(baseUrl)),
-    letters: createClient<notification.paths>(options(baseUrl)),
+    users: createClient<user.paths>(options(baseUrl, token)),
+    accounts: createClient<billing.paths>(options(baseUrl, token)),
+    orders: createClient<order.paths>(options(baseUrl, token)),
+    letters: createClient<notification.paths>(options(baseUrl, token)),
   };
 }
 
@@ -31,11 +34,19 @@ export function describe(status: order.components["schemas"]["OrderStatus"]): st
   }
 }
 
-export async function placeAnOrder(baseUrl: string, username: string): Promise<Letter[] | Problem> {
-  const { users, accounts, orders, letters } = clients(baseUrl);
-  const created = await users.POST("/users", { body: { username, email: `${username}@example.com`, phone: null } });
+export async function placeAnOrder(baseUrl: string, username: string, password: string): Promise<Letter[] | Problem> {
+  const anonymous = clients(baseUrl);
+  const created = await anonymous.users.POST("/users", {
+    body: { username, email: `${username}@example.com`, password, phone: null },
+  });
   if (created.error) return created.error;
   const userId: number = created.data.id;
+  const signedIn = await anonymous.users.POST("/users/tokens", { body: { username, password } });
+  if (signedIn.error) return signedIn.error;
+  const bearer: "Bearer" | string = signedIn.data.token_type;
+  const expiresIn: number = signedIn.data.expires_in;
+  console.log(bearer, expiresIn);
+  const { accounts, orders, letters } = clients(baseUrl, signedIn.data.access_token);
   const lastName: string | null = created.data.last_name;
 
   const deposit = await accounts.POST("/billing/accounts/{user_id}/deposit", {
@@ -62,7 +73,11 @@ export async function placeAnOrder(baseUrl: string, username: string): Promise<L
 export function refusedByTheTypes(baseUrl: string) {
   const { users, accounts, orders, letters } = clients(baseUrl);
   // @ts-expect-error a user needs an e-mail
-  void users.POST("/users", { body: { username: "no_email" } });
+  void users.POST("/users", { body: { username: "no_email", password: "long enough" } });
+  // @ts-expect-error a user needs a password
+  void users.POST("/users", { body: { username: "no_password", email: "a@b.co" } });
+  // @ts-expect-error signing in needs the password
+  void users.POST("/users/tokens", { body: { username: "someone" } });
   // @ts-expect-error the account's user id is a required path parameter
   void accounts.GET("/billing/accounts/{user_id}", {});
   // @ts-expect-error money is an integer number of minor units, never a string
