@@ -123,7 +123,7 @@ pub struct ServiceTiming {
 impl Default for ServiceTiming {
     fn default() -> Self {
         ServiceTiming {
-            http_timeout: Duration::from_millis(1000),
+            http_timeout: Duration::from_millis(500),
             order_budget: Duration::from_millis(3000),
             request_budget: Duration::from_millis(3000),
             recovery_interval: Duration::from_millis(500),

@@ -12,6 +12,7 @@
 //!   CHAOS_LOG_DIR   where the services' logs go (a fresh directory under $TMPDIR)
 //!   CHAOS_BIN_DIR   where the service binaries are (beside this binary)
 //!   CHAOS_RUST_LOG  the services' RUST_LOG (info)
+//!   CHAOS_POOL_SIZE each service's DATABASE_POOL_SIZE (8)
 //!   TEST_PG_URL     PostgreSQL as superuser (postgres://postgres@127.0.0.1:5432)
 //!
 //! Exit status: 0 no violation; 1 violations (the seed and the command that
@@ -56,6 +57,10 @@ fn config() -> Result<SoakConfig, String> {
     if let Some(level) = var("CHAOS_RUST_LOG") {
         cluster.rust_log = level;
     }
+    // Enough connections that a resumed billing-service runs the requests
+    // that queued up while it was frozen side by side, as a deployed one
+    // (10 by default) would; below that default, as the server is shared.
+    cluster.pool_size = number("CHAOS_POOL_SIZE", 8)?;
     let mut soak = SoakConfig::new(seed, cluster);
     soak.duration = Duration::from_secs(number("CHAOS_SECONDS", 60)?);
     soak.users = number("CHAOS_USERS", soak.users)?;
@@ -71,11 +76,12 @@ fn config() -> Result<SoakConfig, String> {
 fn replay_command(c: &SoakConfig) -> String {
     let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "chaos".into());
     format!(
-        "CHAOS_SEED={} CHAOS_SECONDS={} CHAOS_USERS={} CHAOS_CLIENTS={}{} {exe}",
+        "CHAOS_SEED={} CHAOS_SECONDS={} CHAOS_USERS={} CHAOS_CLIENTS={} CHAOS_POOL_SIZE={}{} {exe}",
         c.seed,
         c.duration.as_secs(),
         c.users,
         c.clients,
+        c.cluster.pool_size,
         if c.faults { "" } else { " CHAOS_FAULTS=0" }
     )
 }

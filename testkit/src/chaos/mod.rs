@@ -373,6 +373,9 @@ async fn retry_indefinite(
         }
         figures.rounds += 1;
         for chunk in open.chunks(workers.max(1)) {
+            if Instant::now() >= deadline {
+                break;
+            }
             let sent: Vec<_> = chunk
                 .iter()
                 .map(|&i| {
