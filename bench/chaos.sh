@@ -70,8 +70,11 @@ for seed in "${SEEDS[@]}"; do
     printf '%-20s %s\n' "$seed" "$result (see $OUT/seed-$seed.txt)" | tee -a "$TABLE"
   fi
   if [ "$rc" -ne 0 ]; then
-    grep -A3 -E '^    [a-z0-9-]+: [0-9]+$' "$OUT/seed-$seed.txt" | sed 's/^/    /' | head -n 40 | tee -a "$TABLE" || true
-    echo "    replay: CHAOS_SEED=$seed CHAOS_SECONDS=$SOAK_SECONDS $BIN/chaos" | tee -a "$TABLE"
+    # Each broken invariant with its first three cases, then the command that replays the seed.
+    awk '/^  VIOLATIONS:/ { on = 1; next } /^chaos-figures/ { on = 0 }
+         on && /^    [a-z0-9-]+: [0-9]+$/ { shown = 0; print; next }
+         on && shown++ < 3' "$OUT/seed-$seed.txt" | cut -c1-200 | sed 's/^/    /' | tee -a "$TABLE"
+    echo "    replay: $(sed -n 's/^chaos soak: .*; replay: //p' "$OUT/seed-$seed.txt")" | tee -a "$TABLE"
   fi
 done
 log "$(( ${#SEEDS[@]} - failed )) of ${#SEEDS[@]} seed(s) passed; table: $TABLE"

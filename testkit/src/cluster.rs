@@ -363,6 +363,16 @@ impl Cluster {
         self.databases.url(service)
     }
 
+    /// The four databases, as the invariants read them.
+    pub fn database_urls(&self) -> crate::invariants::DatabaseUrls {
+        crate::invariants::DatabaseUrls {
+            users: self.database_url(ServiceKind::User).to_owned(),
+            billing: self.database_url(ServiceKind::Billing).to_owned(),
+            orders: self.database_url(ServiceKind::Order).to_owned(),
+            notifications: self.database_url(ServiceKind::Notification).to_owned(),
+        }
+    }
+
     pub fn log_path(&self, id: ReplicaId) -> PathBuf {
         self.config.log_dir.join(format!("{}-{}.log", id.service.label(), id.index))
     }

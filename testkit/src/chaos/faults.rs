@@ -112,8 +112,9 @@ pub struct ServerErrorRules {
 }
 
 /// 5xx answers that a disturbance explains, counted by (the service that
-/// answered, the status, the service that was down), and the ones nothing
-/// explains, as violations.
+/// answered, the status, the service that was down or frozen: a peer, or
+/// the service itself when it was frozen during the request), and the ones
+/// nothing explains, as violations.
 #[derive(Debug, Default)]
 pub struct ServerErrors {
     pub explained: BTreeMap<(ServiceKind, u16, ServiceKind), usize>,
@@ -143,14 +144,20 @@ pub fn judge_server_errors(
         let answered = x.sent + x.took;
         let cause = disturbances.iter().find(|d| {
             let service = d.step.target.service;
-            let related = x.service.peers().contains(&service) || (rules.through_gateway && service == x.service);
+            // A service frozen in the middle of a request finds its budget
+            // spent when it wakes up, and says so with a 503.
+            let itself = service == x.service && (d.step.kind == FaultKind::Pause || rules.through_gateway);
+            let related = x.service.peers().contains(&service) || itself;
             related && d.from <= answered && d.until + rules.margin >= x.sent
         });
         match cause {
             Some(d) => *judged.explained.entry((x.service, status, d.step.target.service)).or_default() += 1,
             None => judged.violations.push(Violation {
                 invariant: "503-only-while-a-peer-is-down",
-                detail: format!("{what}, while none of its peers {:?} was down", names(x.service.peers())),
+                detail: format!(
+                    "{what}, while it was not frozen and none of its peers {:?} was down",
+                    names(x.service.peers())
+                ),
             }),
         }
     }
@@ -239,6 +246,19 @@ mod tests {
         );
         assert_eq!(judged.violations.len(), 3, "{:?}", judged.violations);
         assert!(judged.explained.is_empty());
+    }
+
+    #[test]
+    fn a_503_from_a_service_frozen_during_the_request_is_explained_a_killed_one_is_not() {
+        let o = Instant::now();
+        let mut frozen = down(o, ServiceKind::User, 1_050, 4_000);
+        frozen.step.kind = FaultKind::Pause;
+        let judged = judge_server_errors(&[exchange(o, ServiceKind::User, 1_000, 503)], &[frozen], RULES, o);
+        assert!(judged.violations.is_empty(), "{:?}", judged.violations);
+        assert_eq!(judged.explained[&(ServiceKind::User, 503, ServiceKind::User)], 1);
+        let killed = down(o, ServiceKind::User, 1_050, 4_000);
+        let judged = judge_server_errors(&[exchange(o, ServiceKind::User, 1_000, 503)], &[killed], RULES, o);
+        assert_eq!(judged.violations.len(), 1);
     }
 
     #[test]

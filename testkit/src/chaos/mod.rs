@@ -166,12 +166,7 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport, String> {
         billing: cluster.front_url(ServiceKind::Billing).to_owned(),
         orders: cluster.front_url(ServiceKind::Order).to_owned(),
     };
-    let urls = DatabaseUrls {
-        users: cluster.database_url(ServiceKind::User).to_owned(),
-        billing: cluster.database_url(ServiceKind::Billing).to_owned(),
-        orders: cluster.database_url(ServiceKind::Order).to_owned(),
-        notifications: cluster.database_url(ServiceKind::Notification).to_owned(),
-    };
+    let urls = cluster.database_urls();
     let driver = Arc::new(Driver::new(endpoints, config.client_timeout));
     let (sessions, mut intents) = set_up_users(&driver, &config).await?;
     let sessions = Arc::new(sessions);
@@ -532,11 +527,12 @@ impl fmt::Display for SoakReport {
             let parts: Vec<String> = self
                 .explained_5xx
                 .iter()
-                .map(|((answered, status, down), n)| {
-                    format!("{n}× {status} from {} while {} was down", answered.label(), down.label())
+                .map(|((answered, status, down), n)| match answered == down {
+                    true => format!("{n}× {status} from {} while it was frozen", answered.label()),
+                    false => format!("{n}× {status} from {} while {} was down", answered.label(), down.label()),
                 })
                 .collect();
-            writeln!(f, "  5xx explained by a peer's fault: {}", parts.join("; "))?;
+            writeln!(f, "  5xx explained by a fault: {}", parts.join("; "))?;
         }
         let s = &self.stored;
         writeln!(
