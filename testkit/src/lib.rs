@@ -1,7 +1,12 @@
 //! Test support: a fresh database per test on either backend, services
-//! started on port 0, and a JSON client.
+//! started on port 0, and a JSON client; the service binaries as child
+//! processes (`cluster`), the invariants of what they store (`invariants`)
+//! and the seeded chaos soak (`chaos`).
 
+pub mod chaos;
+pub mod cluster;
 pub mod fault_proxy;
+pub mod invariants;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
