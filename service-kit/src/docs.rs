@@ -43,19 +43,27 @@ fn bearer_scheme(format: Option<&str>, description: &str) -> RefOr<SecuritySchem
 /// without an endpoint, or an endpoint without an operation, is a bug the
 /// document must not hide.
 fn with_security(mut doc: OpenApi, endpoints: &[Endpoint]) -> OpenApi {
+    let uses = |access: fn(&Access) -> bool| endpoints.iter().any(|e| access(&e.access));
+    let (user_routes, internal_routes) =
+        (uses(|a| matches!(a, Access::User | Access::OwnUser(_))), uses(|a| *a == Access::Internal));
     let components = doc.components.get_or_insert_with(Default::default);
-    components.security_schemes.insert(
-        USER_TOKEN.into(),
-        bearer_scheme(
-            Some("JWT"),
-            "A user's token: `POST /users/tokens` with a username and password gives `access_token`. \
+    // Only the schemes some operation uses.
+    if user_routes {
+        components.security_schemes.insert(
+            USER_TOKEN.into(),
+            bearer_scheme(
+                Some("JWT"),
+                "A user's token: `POST /users/tokens` with a username and password gives `access_token`. \
              It acts for its own user only.",
-        ),
-    );
-    components.security_schemes.insert(
-        SERVICE_CREDENTIAL.into(),
-        bearer_scheme(None, "The shared service credential (`INTERNAL_API_TOKEN`): for the other services only."),
-    );
+            ),
+        );
+    }
+    if internal_routes {
+        components.security_schemes.insert(
+            SERVICE_CREDENTIAL.into(),
+            bearer_scheme(None, "The shared service credential (`INTERNAL_API_TOKEN`): for the other services only."),
+        );
+    }
     components.responses.insert(
         "Unauthorized".into(),
         problem_response(

@@ -35,6 +35,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
+use service_kit::auth::{ServiceCredential, SigningKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ServiceKind {
@@ -283,6 +284,10 @@ pub struct Cluster {
     databases: Databases,
     probe: reqwest::Client,
     born: Instant,
+    /// The run's service credential and user-service's signing key (a PEM
+    /// file, 0600, in the log directory), as the chart's Secrets give them.
+    credential: ServiceCredential,
+    signing_key_file: PathBuf,
 }
 
 impl Cluster {
@@ -308,7 +313,7 @@ impl Cluster {
         }
         let fronts = match &config.fronts {
             Fronts::Direct if config.replicas > 1 => {
-                return Err(ClusterError::Config("several replicas need Fronts::Given (one URL per service)".into()))
+                return Err(ClusterError::Config("several replicas need Fronts::Given (one URL per service)".into()));
             }
             Fronts::Direct => replicas.iter().map(|(id, r)| (id.service, format!("http://{}", r.addr))).collect(),
             Fronts::Given(urls) => {
@@ -326,7 +331,11 @@ impl Cluster {
             .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| ClusterError::Config(e.to_string()))?;
-        Ok(Cluster { config, replicas, fronts, databases, probe, born: Instant::now() })
+        let signing_key_file = config.log_dir.join("signing-key.pem");
+        write_private(&signing_key_file, &SigningKey::generate().1)
+            .map_err(|e| ClusterError::Config(format!("{}: {e}", signing_key_file.display())))?;
+        let credential = ServiceCredential::generate();
+        Ok(Cluster { config, replicas, fronts, databases, probe, born: Instant::now(), credential, signing_key_file })
     }
 
     pub fn config(&self) -> &ClusterConfig {
@@ -412,10 +421,10 @@ impl Cluster {
     fn spawn(&self, id: ReplicaId) -> Result<(), ClusterError> {
         let replica = self.replica(id);
         let mut state = replica.state.lock().expect("replica state");
-        if let Some(child) = state.child.as_mut() {
-            if child.try_wait().map(|s| s.is_none()).unwrap_or(false) {
-                return Err(ClusterError::Spawn { replica: id, reason: "it is still running".into() });
-            }
+        if let Some(child) = state.child.as_mut()
+            && child.try_wait().map(|s| s.is_none()).unwrap_or(false)
+        {
+            return Err(ClusterError::Spawn { replica: id, reason: "it is still running".into() });
         }
         state.starts += 1;
         let spawn_error = |e: std::io::Error| ClusterError::Spawn { replica: id, reason: e.to_string() };
@@ -454,6 +463,18 @@ impl Cluster {
         ];
         for peer in id.service.peers() {
             env.push((peer.url_var().to_owned(), self.fronts[peer].clone()));
+        }
+        env.push(("INTERNAL_API_TOKEN".to_owned(), self.credential.expose().to_owned()));
+        match id.service {
+            ServiceKind::User => {
+                env.push(("AUTH_SIGNING_KEY_FILE".to_owned(), self.signing_key_file.display().to_string()));
+            }
+            // Where the keys that check tokens are published (fetched on
+            // first use: no start-up order follows from it).
+            ServiceKind::Billing | ServiceKind::Notification => {
+                env.push((ServiceKind::User.url_var().to_owned(), self.fronts[&ServiceKind::User].clone()));
+            }
+            ServiceKind::Order => {}
         }
         env.extend(self.config.extra_env.iter().cloned());
         env
@@ -599,11 +620,11 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for replica in self.replicas.values() {
             let mut state = replica.state.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(child) = state.child.as_mut() {
-                if let Ok(None) = child.try_wait() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
+            if let Some(child) = state.child.as_mut()
+                && let Ok(None) = child.try_wait()
+            {
+                let _ = child.kill();
+                let _ = child.wait();
             }
         }
     }
@@ -717,6 +738,13 @@ fn owner_pid(prefix: &str, name: &str) -> Option<u32> {
         && run.chars().all(|c| c.is_ascii_hexdigit())
         && ServiceKind::START_ORDER.iter().any(|k| k.label() == service);
     ours.then_some(pid)
+}
+
+/// Writes a secret file readable by its owner only.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())
 }
 
 #[cfg(test)]

@@ -185,8 +185,11 @@ pub async fn get_user(users: web::Data<Users>, id: Path<Id>) -> Result<Json<User
     Ok(Json(users.find(id.into_inner().get()).await?.into()))
 }
 
-/// Read a user, for another service (order-service reads the address of a
-/// letter).
+/// Read a user (for services)
+///
+/// The user with this id, for another service: order-service reads the
+/// address of a letter here. Takes the service credential, never a user's
+/// token.
 #[utoipa::path(
     get,
     path = "/internal/users/{id}",

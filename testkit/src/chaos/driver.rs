@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::RequestBuilder;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::cluster::ServiceKind;
 use crate::invariants::Answer;
@@ -19,9 +19,8 @@ pub struct Endpoints {
     pub orders: String,
 }
 
-/// A user as a client acts for it. Requests on the user's behalf go through
-/// [`Session::authorize`]: today it adds nothing; once the services want a
-/// Bearer token, signing in fills `bearer` and every request carries it.
+/// A user as a client acts for it: every request on its behalf carries the
+/// token its sign-in gave ([`Session::authorize`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
     pub user_id: i64,
@@ -40,6 +39,10 @@ impl Session {
         }
     }
 }
+
+/// Every user's password (the soak is about money and letters, not about
+/// guessing).
+pub const PASSWORD: &str = "chaos soak password";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OpKind {
@@ -104,10 +107,11 @@ impl Request {
                     .header("Idempotency-Key", key)
                     .json(&json!({ "user_id": session.user_id, "price": price })),
             ),
-            Request::Register { key, username } => http
-                .post(format!("{}/users", at.users))
-                .header("Idempotency-Key", key)
-                .json(&json!({ "username": username, "email": format!("{username}@example.com") })),
+            Request::Register { key, username } => {
+                http.post(format!("{}/users", at.users)).header("Idempotency-Key", key).json(
+                    &json!({ "username": username, "email": format!("{username}@example.com"), "password": PASSWORD }),
+                )
+            }
         }
     }
 }
@@ -212,6 +216,23 @@ impl Driver {
     }
 
     /// Sends the request once and sorts the answer.
+    /// A token for `username` (`POST /users/tokens`).
+    pub async fn sign_in(&self, username: &str, password: &str) -> Result<String, String> {
+        let res = self
+            .http
+            .post(format!("{}/users/tokens", self.endpoints.users))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = res.status();
+        let body: serde_json::Value = res.json().await.map_err(|e| e.to_string())?;
+        match body["access_token"].as_str() {
+            Some(token) if status.is_success() => Ok(token.to_owned()),
+            _ => Err(format!("{status}: {body}")),
+        }
+    }
+
     pub async fn send(&self, request: &Request, phase: Phase) -> Outcome {
         let sent = Instant::now();
         let result = request.build(&self.http, &self.endpoints).send().await;

@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{drop_stale_databases, Cluster, ClusterConfig, ReplicaId, ServiceKind, Termination};
+use crate::cluster::{Cluster, ClusterConfig, ReplicaId, ServiceKind, Termination, drop_stale_databases};
 use crate::invariants::{self, DatabaseUrls, Expectations, Snapshot, Unfinished, Violation};
 use driver::{Driver, Endpoints, Exchange, Intent, OpKind, Outcome, Phase, Request, Session};
 use faults::{Disturbance, ServerErrorRules};
@@ -271,7 +271,8 @@ async fn set_up_users(driver: &Driver, config: &SoakConfig) -> Result<(Vec<Sessi
         let Outcome::Definite(201, body) = &outcome else {
             return Err(format!("creating user{i} before any fault: {outcome:?}"));
         };
-        let session = Session::anonymous(body["id"].as_i64().ok_or("a created user without an id")?);
+        let user_id = body["id"].as_i64().ok_or("a created user without an id")?;
+        let session = sign_in(driver, user_id, &format!("user{i}")).await?;
         intents.push(Intent { request: register, first: outcome.clone(), outcome, attempts: 1 });
         let deposit = Request::Deposit { session: session.clone(), reference: format!("init-{i}"), amount };
         let outcome = until_definite(driver, &deposit).await;
@@ -282,6 +283,20 @@ async fn set_up_users(driver: &Driver, config: &SoakConfig) -> Result<(Vec<Sessi
         sessions.push(session);
     }
     Ok((sessions, intents))
+}
+
+/// Signs `username` in (before any fault, repeated on a stray failure);
+/// the session carries the token from then on.
+async fn sign_in(driver: &Driver, user_id: i64, username: &str) -> Result<Session, String> {
+    let mut last = String::new();
+    for _ in 0..20 {
+        match driver.sign_in(username, driver::PASSWORD).await {
+            Ok(token) => return Ok(Session { user_id, bearer: Some(token) }),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    Err(format!("signing {username} in before any fault: {last}"))
 }
 
 async fn until_definite(driver: &Driver, request: &Request) -> Outcome {
