@@ -517,6 +517,12 @@ fn check_users(s: &Snapshot, found: &mut Found) {
     }
 }
 
+/// An order's Idempotency-Key as order-service stores it: scoped to the
+/// user the request acted for.
+fn stored_order_key(user_id: i64, key: &str) -> String {
+    format!("user-{user_id}:{}", service_kit::auth::sha256_hex(key.as_bytes()))
+}
+
 /// What the clients were told agrees with what was stored, and every
 /// request got a definite, successful answer in the end.
 fn check_answers(s: &Snapshot, e: &Expectations, found: &mut Found) {
@@ -524,6 +530,7 @@ fn check_answers(s: &Snapshot, e: &Expectations, found: &mut Found) {
     let order_keys: BTreeMap<&str, &KeyRow> = s.order_keys.iter().map(|k| (k.key.as_str(), k)).collect();
     for placed in &e.orders {
         let key = &placed.key;
+        let stored_key = stored_order_key(placed.user_id, key);
         match &placed.answer {
             Answer::Unsettled(last) => found.add("definite-answer", format!("order key {key:?}: none; last {last}")),
             Answer::Definite(status @ (201 | 202), body) => {
@@ -551,12 +558,12 @@ fn check_answers(s: &Snapshot, e: &Expectations, found: &mut Found) {
                         format!("order {id} (key {key:?}): answered {told}, stored {}", order.status),
                     );
                 }
-                if order_keys.get(key.as_str()).and_then(|k| k.resource_id) != Some(id) {
+                if order_keys.get(stored_key.as_str()).and_then(|k| k.resource_id) != Some(id) {
                     found.add(
                         "one-resource-per-key",
                         format!(
                             "order key {key:?}: answered order {id}, the key names {:?}",
-                            order_keys.get(key.as_str()).map(|k| k.resource_id)
+                            order_keys.get(stored_key.as_str()).map(|k| k.resource_id)
                         ),
                     );
                 }
@@ -675,7 +682,7 @@ fn check_model(s: &Snapshot, e: &Expectations, found: &mut Found) {
         }
     }
     let keyed: BTreeSet<i64> = s.order_keys.iter().filter_map(|k| k.resource_id).collect();
-    let sent: BTreeSet<&str> = e.orders.iter().map(|o| o.key.as_str()).collect();
+    let sent: BTreeSet<String> = e.orders.iter().map(|o| stored_order_key(o.user_id, &o.key)).collect();
     for order in s.orders.iter().filter(|o| !keyed.contains(&o.id)) {
         found.add(
             "one-resource-per-key",
@@ -721,7 +728,7 @@ mod tests {
                 OrderRow { id: 10, user_id: 1, price: 300, status: "paid".into(), notified: true },
                 OrderRow { id: 11, user_id: 1, price: 900, status: "rejected".into(), notified: true },
             ],
-            order_keys: vec![key("o-10", 10), key("o-11", 11)],
+            order_keys: vec![key(&stored_order_key(1, "o-10"), 10), key(&stored_order_key(1, "o-11"), 11)],
             letters: vec![
                 LetterRow { id: 1, user_id: 1, order_id: 10, kind: "order_paid".into() },
                 LetterRow { id: 2, user_id: 1, order_id: 11, kind: "order_rejected".into() },

@@ -10,6 +10,7 @@
 source "$(dirname "$0")/../lib.sh"
 
 ensure_node_modules
+ensure_debs openssl
 ensure_python_tools
 build_release
 
@@ -78,6 +79,12 @@ for svc in user billing order notification; do
   DBURLS[$svc]=$(fresh_pg_database "${DB_PREFIX}_$svc")
 done
 
+# The secrets the chart generates: the services' shared credential and
+# user-service's signing key (Ed25519, PKCS#8 PEM).
+CREDENTIAL=$(head -c 36 /dev/urandom | base64 | tr -d '/+=' | head -c 48)
+SIGNING_KEY="$WORKDIR/signing-key.pem"
+(umask 077 && openssl genpkey -algorithm ed25519 -out "$SIGNING_KEY")
+
 # start_service SVC [VAR=value ...]: one service binary, waited for until ready.
 start_service() {
   local svc="$1"; shift
@@ -86,12 +93,13 @@ start_service() {
     env -C "$WORKDIR" \
     -u USER_SERVICE_URL -u BILLING_SERVICE_URL -u NOTIFICATION_SERVICE_URL \
     BIND_ADDR="127.0.0.1:${PORTS[$svc]}" DATABASE_URL="${DBURLS[$svc]}" RUST_LOG="${RUST_LOG:-info}" \
+    INTERNAL_API_TOKEN="$CREDENTIAL" \
     "$@" "$BIN/$svc-service"
   wait_ready "${URLS[$svc]}/health/ready" "${STARTED_PIDS[-1]}" "$logfile"
 }
-start_service notification
-start_service billing
-start_service user BILLING_SERVICE_URL="${URLS[billing]}"
+start_service notification USER_SERVICE_URL="${URLS[user]}"
+start_service billing USER_SERVICE_URL="${URLS[user]}"
+start_service user BILLING_SERVICE_URL="${URLS[billing]}" AUTH_SIGNING_KEY_FILE="$SIGNING_KEY"
 start_service order \
   USER_SERVICE_URL="${URLS[user]}" \
   BILLING_SERVICE_URL="${URLS[billing]}" \
