@@ -155,7 +155,7 @@ async fn a_lost_lease_writes_nothing(backend: Backend) {
             assert!(c.take_lease(id, current, now)?.is_some(), "taken over");
             let wrote = (
                 c.decide(id, Decision::Paid, stale, now)?.is_some(),
-                c.finish(id, stale, None, now)?.is_some(),
+                c.finish(id, stale, order_service::book::OrderStatus::Pending, None, now)?.is_some(),
                 c.give_back(id, stale, now)?,
             );
             let row = c.order(id)?.unwrap();

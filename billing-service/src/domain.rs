@@ -23,15 +23,44 @@ use utoipa::ToSchema;
 pub enum EntryKind {
     Deposit,
     Withdrawal,
+    /// An order payment given back when the order was cancelled.
+    Refund,
 }
 
 service_kit::stored_enum!(EntryKind, "ledger entry kind" {
     Deposit => "deposit",
     Withdrawal => "withdrawal",
+    Refund => "refund",
+});
+
+impl EntryKind {
+    /// Whether the entry adds to the balance.
+    pub fn credits(self) -> bool {
+        match self {
+            EntryKind::Deposit | EntryKind::Refund => true,
+            EntryKind::Withdrawal => false,
+        }
+    }
+}
+
+/// Why a withdrawal under a reference moved no money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+#[diesel(sql_type = Text)]
+pub enum Refusal {
+    InsufficientFunds,
+    /// The order payment was cancelled before it was made.
+    Voided,
+}
+
+service_kit::stored_enum!(Refusal, "refusal" {
+    InsufficientFunds => "insufficient_funds",
+    Voided => "voided",
 });
 
 /// Prefix of the references order-service pays orders with.
 pub const ORDER_PREFIX: &str = "order-";
+/// Prefix of the references billing gives refunds of order payments.
+pub const REFUND_PREFIX: &str = "refund-";
 
 /// Who may use a reference starting with `order-`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,10 +80,15 @@ pub enum ReferenceError {
     ControlCharacter,
     #[error("references starting with '{ORDER_PREFIX}' are reserved for order payments")]
     Reserved,
+    #[error("references starting with '{REFUND_PREFIX}' are reserved for refunds of order payments")]
+    ReservedForRefunds,
+    #[error("only an order payment's reference ('{ORDER_PREFIX}…') can be cancelled")]
+    NotAnOrderPayment,
 }
 
 /// A client's name for one money movement: 1..=255 characters, no control
-/// characters, unique per account; `order-…` only from order-service.
+/// characters, unique per account; `order-…` only from order-service;
+/// `refund-…` only as billing names a refund.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference(String);
 
@@ -70,7 +104,24 @@ impl Reference {
         if caller == Caller::Public && value.starts_with(ORDER_PREFIX) {
             return Err(ReferenceError::Reserved);
         }
+        if value.starts_with(REFUND_PREFIX) {
+            return Err(ReferenceError::ReservedForRefunds);
+        }
         Ok(Reference(value))
+    }
+
+    /// An order payment's reference (`order-…`), which only order-service
+    /// may cancel.
+    pub fn order_payment(value: String) -> Result<Reference, ReferenceError> {
+        if !value.starts_with(ORDER_PREFIX) {
+            return Err(ReferenceError::NotAnOrderPayment);
+        }
+        Reference::parse(value, Caller::OrderService)
+    }
+
+    /// The reference of this payment's refund.
+    pub fn refund(&self) -> Reference {
+        Reference(format!("{REFUND_PREFIX}{}", self.0))
     }
 
     pub fn as_str(&self) -> &str {
@@ -103,6 +154,16 @@ mod tests {
         assert_eq!(Reference::parse("order-1".into(), Caller::Public), Err(ReferenceError::Reserved));
         assert!(Reference::parse("order-1".into(), Caller::OrderService).is_ok());
         assert!(Reference::parse("gift-1".into(), Caller::Public).is_ok());
+    }
+
+    #[test]
+    fn refund_references_are_billings_own() {
+        for caller in [Caller::Public, Caller::OrderService] {
+            assert_eq!(Reference::parse("refund-order-1".into(), caller), Err(ReferenceError::ReservedForRefunds));
+        }
+        let payment = Reference::order_payment("order-7".into()).unwrap();
+        assert_eq!(payment.refund().as_str(), "refund-order-7");
+        assert_eq!(Reference::order_payment("gift-7".into()), Err(ReferenceError::NotAnOrderPayment));
     }
 
     #[test]

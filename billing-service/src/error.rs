@@ -16,6 +16,8 @@ pub enum BillingError {
     BalanceOverflow,
     #[error("this reference was already used for a different kind or amount")]
     ReferenceReused,
+    #[error("this order payment was cancelled: nothing is withdrawn under its reference")]
+    PaymentCancelled,
     #[error(transparent)]
     InvalidAmount(#[from] AmountError),
     #[error(transparent)]

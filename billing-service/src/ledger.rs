@@ -7,7 +7,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use service_kit::db::{KeepPrepared, WriteTransaction};
 
-use crate::domain::{EntryKind, Movement};
+use service_kit::money::Amount;
+
+use crate::domain::{EntryKind, Movement, Reference, Refusal};
 use crate::error::BillingError;
 use crate::schema::{accounts, declined_withdrawals, ledger_entries};
 
@@ -62,6 +64,20 @@ pub trait Ledger {
     /// Newest first.
     fn entries(&mut self, user_id: i64) -> QueryResult<Vec<Entry>>;
     fn apply(&mut self, movement: &Movement, now: NaiveDateTime) -> Result<Receipt, BillingError>;
+    /// Settles an order payment for good, in one transaction: refunds what
+    /// was withdrawn under `payment` (a refund entry under `refund-…`, once),
+    /// or, if nothing was, voids the reference so that a withdrawal under it
+    /// that arrives later is declined. Repeating it gives the same answer.
+    fn cancel_payment(
+        &mut self,
+        user_id: i64,
+        payment: &Reference,
+        now: NaiveDateTime,
+    ) -> Result<Settlement, BillingError>;
+    /// Moves money as `movement` says, inside the caller's write
+    /// transaction: the reference's earlier answer if it has one, else one
+    /// conditional UPDATE and its ledger row (or the declined row).
+    fn move_money(&mut self, movement: &Movement, now: NaiveDateTime) -> Result<Outcome, BillingError>;
     /// Locks the account (inside a write transaction), then tells what an
     /// earlier request with this reference was answered.
     fn recall(&mut self, user_id: i64, reference: &str) -> QueryResult<Recall>;
@@ -95,7 +111,7 @@ macro_rules! recall_sql {
         concat!(
             "SELECT e.id AS entry_id, e.kind AS entry_kind, e.amount AS entry_amount, ",
             "e.balance_after AS entry_balance_after, e.created_at AS entry_created_at, ",
-            "d.amount AS declined_amount, d.balance AS declined_balance ",
+            "d.amount AS declined_amount, d.balance AS declined_balance, d.reason AS declined_reason ",
             "FROM accounts a ",
             "LEFT JOIN ledger_entries e ON e.user_id = a.user_id AND e.reference = ",
             $reference,
@@ -123,6 +139,8 @@ struct RecallRow {
     declined_amount: Option<i64>,
     #[diesel(sql_type = Nullable<BigInt>)]
     declined_balance: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    declined_reason: Option<Refusal>,
 }
 
 impl RecallRow {
@@ -134,8 +152,10 @@ impl RecallRow {
             let entry = Entry { id, user_id, kind, amount, balance_after, reference, created_at };
             return Recall::Earlier(EarlierAnswer::Moved(entry));
         }
-        match (self.declined_amount, self.declined_balance) {
-            (Some(amount), Some(balance)) => Recall::Earlier(EarlierAnswer::Declined { amount, balance }),
+        match (self.declined_amount, self.declined_balance, self.declined_reason) {
+            (Some(amount), Some(balance), Some(reason)) => {
+                Recall::Earlier(EarlierAnswer::Declined { amount, balance, reason })
+            }
             _ => Recall::Fresh,
         }
     }
@@ -144,28 +164,33 @@ impl RecallRow {
 /// The answer a reference got the first time.
 pub enum EarlierAnswer {
     Moved(Entry),
-    Declined { amount: i64, balance: i64 },
+    Declined { amount: i64, balance: i64, reason: Refusal },
 }
 
 impl EarlierAnswer {
     fn replay(self, movement: &Movement) -> Result<Outcome, BillingError> {
         match self {
             EarlierAnswer::Moved(entry) => entry.replay(movement).map(Outcome::Moved),
-            EarlierAnswer::Declined { amount, balance } => {
-                if movement.kind == EntryKind::Withdrawal && amount == movement.amount.minor_units() {
-                    Ok(Outcome::Declined { balance, amount })
-                } else {
-                    Err(BillingError::ReferenceReused)
-                }
+            // Whatever the amount: the payment was cancelled.
+            EarlierAnswer::Declined { reason: Refusal::Voided, .. } if movement.kind == EntryKind::Withdrawal => {
+                Ok(Outcome::Voided)
             }
+            EarlierAnswer::Declined { amount, balance, reason: Refusal::InsufficientFunds }
+                if movement.kind == EntryKind::Withdrawal && amount == movement.amount.minor_units() =>
+            {
+                Ok(Outcome::Declined { balance, amount })
+            }
+            EarlierAnswer::Declined { .. } => Err(BillingError::ReferenceReused),
         }
     }
 }
 
-/// What one movement came to: moved, or declined for insufficient funds.
+/// What one movement came to: moved, declined for insufficient funds, or
+/// declined because its order payment was cancelled first.
 pub enum Outcome {
     Moved(Receipt),
     Declined { balance: i64, amount: i64 },
+    Voided,
 }
 
 impl Outcome {
@@ -173,8 +198,18 @@ impl Outcome {
         match self {
             Outcome::Moved(receipt) => Ok(receipt),
             Outcome::Declined { balance, amount } => Err(BillingError::InsufficientFunds { balance, amount }),
+            Outcome::Voided => Err(BillingError::PaymentCancelled),
         }
     }
+}
+
+/// How a cancelled order payment was settled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settlement {
+    /// What was withdrawn came back: the refund entry.
+    Refunded(Receipt, i64),
+    /// Nothing was withdrawn, and nothing will be: the balance now.
+    NothingCharged { user_id: i64, balance: i64 },
 }
 
 macro_rules! ledger {
@@ -211,66 +246,110 @@ macro_rules! ledger {
                 // A refusal must be committed too (it is part of the
                 // reference's answer), so it leaves the transaction as a
                 // value and becomes an error after the commit.
-                let outcome = self.write_transaction(|conn| {
-                    let user_id = movement.user_id;
-                    let account = accounts::table.find(user_id);
-                    if let Some(reference) = &movement.reference {
-                        match conn.recall(user_id, reference.as_str())? {
-                            Recall::NoAccount => return Err(BillingError::NoAccount(user_id)),
-                            Recall::Earlier(earlier) => return earlier.replay(movement),
-                            Recall::Fresh => {}
+                self.write_transaction(|conn| conn.move_money(movement, now))?.into_result()
+            }
+
+            fn cancel_payment(
+                &mut self,
+                user_id: i64,
+                payment: &Reference,
+                now: NaiveDateTime,
+            ) -> Result<Settlement, BillingError> {
+                self.write_transaction(|conn| {
+                    let withdrawn = match conn.recall(user_id, payment.as_str())? {
+                        Recall::NoAccount => return Err(BillingError::NoAccount(user_id)),
+                        Recall::Earlier(EarlierAnswer::Moved(entry)) if entry.kind == EntryKind::Withdrawal => entry,
+                        Recall::Earlier(EarlierAnswer::Moved(_)) => return Err(BillingError::ReferenceReused),
+                        Recall::Earlier(EarlierAnswer::Declined { .. }) => {
+                            let balance = conn.account(user_id)?.map_or(0, |a| a.balance);
+                            return Ok(Settlement::NothingCharged { user_id, balance });
                         }
-                    }
-                    let amount = movement.amount.minor_units();
-                    // The condition is the whole check: no read-then-write race.
-                    let balance_after: Option<i64> = match movement.kind {
-                        EntryKind::Deposit => diesel::update(account.filter(accounts::balance.le(i64::MAX - amount)))
-                            .set((accounts::balance.eq(accounts::balance + amount), accounts::updated_at.eq(now)))
-                            .returning(accounts::balance)
-                            .prepared()
-                            .get_result(conn)
-                            .optional()?,
-                        EntryKind::Withdrawal => diesel::update(account.filter(accounts::balance.ge(amount)))
-                            .set((accounts::balance.eq(accounts::balance - amount), accounts::updated_at.eq(now)))
-                            .returning(accounts::balance)
-                            .prepared()
-                            .get_result(conn)
-                            .optional()?,
-                    };
-                    let Some(balance_after) = balance_after else {
-                        let Some(acc) = conn.account(user_id)? else {
-                            return Err(BillingError::NoAccount(user_id));
-                        };
-                        if movement.kind == EntryKind::Deposit {
-                            return Err(BillingError::BalanceOverflow);
-                        }
-                        if let Some(reference) = &movement.reference {
+                        Recall::Fresh => {
+                            let balance = conn.account(user_id)?.map_or(0, |a| a.balance);
                             diesel::insert_into(declined_withdrawals::table)
                                 .values((
                                     declined_withdrawals::user_id.eq(user_id),
-                                    declined_withdrawals::reference.eq(reference.as_str()),
-                                    declined_withdrawals::amount.eq(amount),
-                                    declined_withdrawals::balance.eq(acc.balance),
+                                    declined_withdrawals::reference.eq(payment.as_str()),
+                                    declined_withdrawals::amount.eq(0),
+                                    declined_withdrawals::balance.eq(balance),
+                                    declined_withdrawals::reason.eq(Refusal::Voided),
                                     declined_withdrawals::created_at.eq(now),
                                 ))
                                 .execute(conn)?;
+                            return Ok(Settlement::NothingCharged { user_id, balance });
                         }
-                        return Ok(Outcome::Declined { balance: acc.balance, amount });
                     };
-                    let transaction_id = diesel::insert_into(ledger_entries::table)
-                        .values((
-                            ledger_entries::user_id.eq(user_id),
-                            ledger_entries::kind.eq(movement.kind),
-                            ledger_entries::amount.eq(amount),
-                            ledger_entries::balance_after.eq(balance_after),
-                            ledger_entries::reference.eq(movement.reference.as_ref().map(|r| r.as_str())),
-                            ledger_entries::created_at.eq(now),
-                        ))
-                        .returning(ledger_entries::id)
-                        .get_result(conn)?;
-                    Ok(Outcome::Moved(Receipt { user_id, balance: balance_after, transaction_id }))
-                })?;
-                outcome.into_result()
+                    // The refund: a credit of what was withdrawn, under a
+                    // reference of its own, so it happens once however
+                    // often the cancellation is settled.
+                    let amount = Amount::parse("amount", withdrawn.amount)?;
+                    let refund =
+                        Movement { user_id, kind: EntryKind::Refund, amount, reference: Some(payment.refund()) };
+                    match conn.move_money(&refund, now)? {
+                        Outcome::Moved(receipt) => Ok(Settlement::Refunded(receipt, withdrawn.amount)),
+                        Outcome::Declined { .. } | Outcome::Voided => Err(BillingError::ReferenceReused),
+                    }
+                })
+            }
+
+            fn move_money(&mut self, movement: &Movement, now: NaiveDateTime) -> Result<Outcome, BillingError> {
+                let user_id = movement.user_id;
+                let account = accounts::table.find(user_id);
+                if let Some(reference) = &movement.reference {
+                    match self.recall(user_id, reference.as_str())? {
+                        Recall::NoAccount => return Err(BillingError::NoAccount(user_id)),
+                        Recall::Earlier(earlier) => return earlier.replay(movement),
+                        Recall::Fresh => {}
+                    }
+                }
+                let amount = movement.amount.minor_units();
+                // The condition is the whole check: no read-then-write race.
+                let balance_after: Option<i64> = match movement.kind.credits() {
+                    true => diesel::update(account.filter(accounts::balance.le(i64::MAX - amount)))
+                        .set((accounts::balance.eq(accounts::balance + amount), accounts::updated_at.eq(now)))
+                        .returning(accounts::balance)
+                        .prepared()
+                        .get_result(self)
+                        .optional()?,
+                    false => diesel::update(account.filter(accounts::balance.ge(amount)))
+                        .set((accounts::balance.eq(accounts::balance - amount), accounts::updated_at.eq(now)))
+                        .returning(accounts::balance)
+                        .prepared()
+                        .get_result(self)
+                        .optional()?,
+                };
+                let Some(balance_after) = balance_after else {
+                    let Some(acc) = self.account(user_id)? else {
+                        return Err(BillingError::NoAccount(user_id));
+                    };
+                    if movement.kind.credits() {
+                        return Err(BillingError::BalanceOverflow);
+                    }
+                    if let Some(reference) = &movement.reference {
+                        diesel::insert_into(declined_withdrawals::table)
+                            .values((
+                                declined_withdrawals::user_id.eq(user_id),
+                                declined_withdrawals::reference.eq(reference.as_str()),
+                                declined_withdrawals::amount.eq(amount),
+                                declined_withdrawals::balance.eq(acc.balance),
+                                declined_withdrawals::created_at.eq(now),
+                            ))
+                            .execute(self)?;
+                    }
+                    return Ok(Outcome::Declined { balance: acc.balance, amount });
+                };
+                let transaction_id = diesel::insert_into(ledger_entries::table)
+                    .values((
+                        ledger_entries::user_id.eq(user_id),
+                        ledger_entries::kind.eq(movement.kind),
+                        ledger_entries::amount.eq(amount),
+                        ledger_entries::balance_after.eq(balance_after),
+                        ledger_entries::reference.eq(movement.reference.as_ref().map(|r| r.as_str())),
+                        ledger_entries::created_at.eq(now),
+                    ))
+                    .returning(ledger_entries::id)
+                    .get_result(self)?;
+                Ok(Outcome::Moved(Receipt { user_id, balance: balance_after, transaction_id }))
             }
 
             fn recall(&mut self, user_id: i64, reference: &str) -> QueryResult<Recall> {

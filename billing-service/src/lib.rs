@@ -16,17 +16,24 @@ use service_kit::server::Service;
 use service_kit::{time, with_backend};
 use utoipa::OpenApi;
 
-use crate::domain::Movement;
+use crate::domain::{Movement, Reference};
 use crate::error::BillingError;
-use crate::ledger::{Account, Entry, Ledger, Receipt};
+use crate::ledger::{Account, Entry, Ledger, Receipt, Settlement};
 
 pub const NAME: &str = "billing-service";
 
-pub static MIGRATIONS: Migrations = Migrations(&[SqlMigration {
-    name: "2026-11-25-000001_create_accounts",
-    up: include_str!("../migrations/2026-11-25-000001_create_accounts/up.sql"),
-    down: include_str!("../migrations/2026-11-25-000001_create_accounts/down.sql"),
-}]);
+pub static MIGRATIONS: Migrations = Migrations(&[
+    SqlMigration {
+        name: "2026-11-25-000001_create_accounts",
+        up: include_str!("../migrations/2026-11-25-000001_create_accounts/up.sql"),
+        down: include_str!("../migrations/2026-11-25-000001_create_accounts/down.sql"),
+    },
+    SqlMigration {
+        name: "2026-12-02-000001_refunds_and_voids",
+        up: include_str!("../migrations/2026-12-02-000001_refunds_and_voids/up.sql"),
+        down: include_str!("../migrations/2026-12-02-000001_refunds_and_voids/down.sql"),
+    },
+]);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -70,6 +77,18 @@ impl Billing {
         .await
     }
 
+    pub async fn cancel_payment(&self, user_id: i64, payment: Reference) -> Result<Settlement, BillingError> {
+        let settlement = db::run(&self.pool, move |conn| {
+            with_backend!(conn, c => match c.cancel_payment(user_id, &payment, time::now()) {
+                Err(e) if e.is_reference_race() => c.cancel_payment(user_id, &payment, time::now()),
+                other => other,
+            })
+        })
+        .await?;
+        log::info!("account {user_id}: an order payment settled on cancellation: {settlement:?}");
+        Ok(settlement)
+    }
+
     pub async fn apply(&self, movement: Movement) -> Result<Receipt, BillingError> {
         let receipt = db::run(&self.pool, move |conn| {
             with_backend!(conn, c => match c.apply(&movement, time::now()) {
@@ -105,6 +124,7 @@ impl Billing {
         routes::accounts::list_transactions,
         routes::internal::open_account,
         routes::internal::pay_order,
+        routes::internal::cancel_payment,
     ),
     components(schemas(service_kit::Problem)),
     tags((name = "billing", description = "Accounts, deposits, withdrawals and the ledger. \
@@ -123,6 +143,11 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::get("/billing/accounts/{user_id}/transactions", own, accounts::list_transactions),
         Endpoint::post("/internal/billing/accounts", Access::Internal, internal::open_account),
         Endpoint::post("/internal/billing/accounts/{user_id}/withdraw", Access::Internal, internal::pay_order),
+        Endpoint::post(
+            "/internal/billing/accounts/{user_id}/cancel-payment",
+            Access::Internal,
+            internal::cancel_payment,
+        ),
     ]
 }
 

@@ -26,6 +26,7 @@ diesel::table! {
         amount -> BigInt,
         balance -> BigInt,
         created_at -> Timestamp,
+        reason -> Text,
     }
 }
 

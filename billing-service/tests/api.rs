@@ -281,6 +281,64 @@ async fn a_reference_racing_itself_gets_one_answer(backend: Backend) {
     assert_eq!(testkit::count_rows(&db, "declined_withdrawals"), 0, "a declined row beside a withdrawal");
 }
 
+/// Cancelling an order payment settles it for good: what was withdrawn
+/// comes back once (a `refund` entry, never more than the withdrawal, however
+/// often and however concurrently it is asked), a payment never made is
+/// voided (a withdrawal under it later moves nothing), a declined one stays
+/// as it was; refund references are billing's own.
+async fn order_payments_are_cancelled_once(backend: Backend) {
+    let (api, _db) = spawn(backend).await;
+    open(&api, 1).await;
+    deposit(&api, 1, 1000).await;
+    let internal = api.as_service();
+    let pay = |reference: &str, amount: i64| {
+        let body = json!({ "amount": amount, "reference": reference });
+        internal.post("/internal/billing/accounts/1/withdraw", body)
+    };
+    let cancel = |reference: &str| {
+        internal.post("/internal/billing/accounts/1/cancel-payment", json!({ "reference": reference }))
+    };
+    assert_eq!(pay("order-1", 300).await.status, 200);
+    assert_eq!(balance(&api, 1).await, 700);
+    let answers = futures_util::future::join_all((0..10).map(|_| cancel("order-1"))).await;
+    for r in &answers {
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!((r.body["outcome"].as_str(), r.body["refunded"].as_i64()), (Some("refunded"), Some(300)));
+        assert_eq!(r.body["transaction_id"], answers[0].body["transaction_id"], "one refund for all");
+    }
+    assert_eq!(balance(&api, 1).await, 1000, "the price is back, once");
+    let refund: Vec<_> = ledger(&api, 1).await.into_iter().filter(|e| e["kind"] == "refund").collect();
+    assert_eq!(refund.len(), 1, "{refund:?}");
+    assert_eq!((refund[0]["amount"].as_i64(), refund[0]["reference"].as_str()), (Some(300), Some("refund-order-1")));
+    // The payment itself replays as it was; nothing moves.
+    assert_eq!(pay("order-1", 300).await.status, 200);
+    assert_eq!(balance(&api, 1).await, 1000);
+
+    let voided = cancel("order-2").await;
+    assert_eq!(voided.status, 200, "{}", voided.text);
+    assert_eq!((voided.body["outcome"].as_str(), voided.body["refunded"].as_i64()), (Some("nothing_charged"), Some(0)));
+    assert_eq!(voided.body["transaction_id"], serde_json::Value::Null);
+    assert_eq!(pay("order-2", 100).await.assert_problem(409), "payment-cancelled");
+    assert_eq!(cancel("order-2").await.body, voided.body, "the same answer again");
+
+    assert_eq!(pay("order-3", 5000).await.assert_problem(409), "insufficient-funds");
+    assert_eq!(cancel("order-3").await.body["outcome"], "nothing_charged");
+    assert_eq!(balance(&api, 1).await, 1000);
+
+    cancel("gift-1").await.assert_problem(422);
+    api.as_user(1)
+        .post("/billing/accounts/1/deposit", json!({ "amount": 5, "reference": "refund-order-9" }))
+        .await
+        .assert_problem(422);
+    pay("refund-order-9", 5).await.assert_problem(422);
+    internal
+        .post("/internal/billing/accounts/42/cancel-payment", json!({ "reference": "order-1" }))
+        .await
+        .assert_problem(404);
+    let entries = ledger(&api, 1).await;
+    assert_eq!(entries.len(), 3, "deposit, withdrawal, refund: {entries:?}");
+}
+
 on_both_backends!(
     opening_an_account_is_idempotent,
     deposits_and_withdrawals_move_money_and_write_the_ledger,
@@ -294,6 +352,7 @@ on_both_backends!(
     concurrent_withdrawals_never_overdraw,
     concurrent_repeats_of_one_reference_move_money_once,
     a_reference_racing_itself_gets_one_answer,
+    order_payments_are_cancelled_once,
 );
 
 /// Replicas starting together on one PostgreSQL database take turns at the

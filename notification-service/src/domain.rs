@@ -23,11 +23,13 @@ use utoipa::ToSchema;
 pub enum LetterKind {
     OrderPaid,
     OrderRejected,
+    OrderCancelled,
 }
 
 service_kit::stored_enum!(LetterKind, "letter kind" {
     OrderPaid => "order_paid",
     OrderRejected => "order_rejected",
+    OrderCancelled => "order_cancelled",
 });
 
 /// Why a letter was refused (a 422).

@@ -22,11 +22,18 @@ use crate::letters::{Letter, Mailbox};
 
 pub const NAME: &str = "notification-service";
 
-pub static MIGRATIONS: Migrations = Migrations(&[SqlMigration {
-    name: "2026-11-25-000001_create_notifications",
-    up: include_str!("../migrations/2026-11-25-000001_create_notifications/up.sql"),
-    down: include_str!("../migrations/2026-11-25-000001_create_notifications/down.sql"),
-}]);
+pub static MIGRATIONS: Migrations = Migrations(&[
+    SqlMigration {
+        name: "2026-11-25-000001_create_notifications",
+        up: include_str!("../migrations/2026-11-25-000001_create_notifications/up.sql"),
+        down: include_str!("../migrations/2026-11-25-000001_create_notifications/down.sql"),
+    },
+    SqlMigration {
+        name: "2026-12-02-000001_cancelled_letters",
+        up: include_str!("../migrations/2026-12-02-000001_cancelled_letters/up.sql"),
+        down: include_str!("../migrations/2026-12-02-000001_cancelled_letters/down.sql"),
+    },
+]);
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -88,6 +88,10 @@ pub struct Order {
     pub attempts: i32,
     /// Why the letter could not be stored, when it was refused for good.
     pub letter_refusal: Option<String>,
+    /// The token of the worker holding the order, if one does.
+    pub lease_token: Option<i64>,
+    /// What the cancellation gave back; `None` unless cancelled.
+    pub refunded: Option<i64>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -138,16 +142,25 @@ pub trait OrderBook {
     /// Records the decision of a pending order held under `lease`; `None`
     /// when the lease is no longer this worker's.
     fn decide(&mut self, id: i64, decision: Decision, lease: Lease, now: NaiveDateTime) -> QueryResult<Option<Order>>;
-    /// Ends the saga of an order held under `lease` (its letter stored, or
-    /// refused for good with `refusal`) and frees it; `None` when the lease
-    /// is no longer this worker's.
+    /// Ends the saga of an order held under `lease` (the letter for
+    /// `status` stored, or refused for good with `refusal`) and frees it;
+    /// `None` when the lease is no longer this worker's or the status has
+    /// changed meanwhile (a cancel).
     fn finish(
         &mut self,
         id: i64,
         lease: Lease,
+        status: OrderStatus,
         refusal: Option<&str>,
         now: NaiveDateTime,
     ) -> QueryResult<Option<Order>>;
+    /// Starts cancelling a `pending` or `paid` order, whoever holds it: it
+    /// becomes `cancelling` and unfinished (recovery finishes it like any
+    /// other). `None` when it is in another state.
+    fn begin_cancel(&mut self, id: i64, now: NaiveDateTime) -> QueryResult<Option<Order>>;
+    /// Records a settled cancellation of an order held under `lease`:
+    /// `cancelled`, with what was `refunded`; `None` as for `decide`.
+    fn cancelled(&mut self, id: i64, lease: Lease, refunded: i64, now: NaiveDateTime) -> QueryResult<Option<Order>>;
     /// Gives the lease back after a failed attempt: nobody takes the order
     /// before `retry_at`. False when the lease was not this worker's.
     fn give_back(&mut self, id: i64, lease: Lease, retry_at: NaiveDateTime) -> QueryResult<bool>;
@@ -245,6 +258,7 @@ macro_rules! order_book {
                 &mut self,
                 id: i64,
                 lease: Lease,
+                status: OrderStatus,
                 refusal: Option<&str>,
                 now: NaiveDateTime,
             ) -> QueryResult<Option<Order>> {
@@ -252,6 +266,7 @@ macro_rules! order_book {
                     orders::table
                         .find(id)
                         .filter(orders::notified_at.is_null())
+                        .filter(orders::status.eq(status))
                         .filter(orders::lease_token.eq(lease.token)),
                 )
                 .set((
@@ -262,6 +277,49 @@ macro_rules! order_book {
                 ))
                 .returning(Order::as_returning())
                 .prepared()
+                .get_result(self)
+                .optional()
+            }
+
+            fn begin_cancel(&mut self, id: i64, now: NaiveDateTime) -> QueryResult<Option<Order>> {
+                diesel::update(
+                    orders::table
+                        .find(id)
+                        .filter(orders::status.eq_any([OrderStatus::Pending, OrderStatus::Paid])),
+                )
+                .set((
+                    orders::status.eq(OrderStatus::Cancelling),
+                    orders::failure_reason.eq(None::<FailureReason>),
+                    orders::notified_at.eq(None::<NaiveDateTime>),
+                    orders::letter_refusal.eq(None::<String>),
+                    orders::attempts.eq(0),
+                    orders::updated_at.eq(now),
+                ))
+                .returning(Order::as_returning())
+                .get_result(self)
+                .optional()
+            }
+
+            fn cancelled(
+                &mut self,
+                id: i64,
+                lease: Lease,
+                refunded: i64,
+                now: NaiveDateTime,
+            ) -> QueryResult<Option<Order>> {
+                diesel::update(
+                    orders::table
+                        .find(id)
+                        .filter(orders::status.eq(OrderStatus::Cancelling))
+                        .filter(orders::lease_token.eq(lease.token)),
+                )
+                .set((
+                    orders::status.eq(OrderStatus::Cancelled),
+                    orders::refunded.eq(refunded),
+                    orders::attempts.eq(0),
+                    orders::updated_at.eq(now),
+                ))
+                .returning(Order::as_returning())
                 .get_result(self)
                 .optional()
             }

@@ -16,6 +16,8 @@ pub enum OrderError {
     UnknownUser(i64),
     #[error("order {0} not found")]
     NotFound(i64),
+    #[error("order {0} was rejected: there is nothing to cancel")]
+    NotCancellable(i64),
     #[error("this token acts for user {token_user}, not {user}")]
     Forbidden { user: i64, token_user: i64 },
     #[error("the order cannot be placed right now")]

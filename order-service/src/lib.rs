@@ -36,6 +36,11 @@ pub static MIGRATIONS: Migrations = Migrations(&[
         up: include_str!("../migrations/2026-12-02-000001_saga_states_and_leases/up.sql"),
         down: include_str!("../migrations/2026-12-02-000001_saga_states_and_leases/down.sql"),
     },
+    SqlMigration {
+        name: "2026-12-02-000002_cancellations",
+        up: include_str!("../migrations/2026-12-02-000002_cancellations/up.sql"),
+        down: include_str!("../migrations/2026-12-02-000002_cancellations/down.sql"),
+    },
 ]);
 
 #[derive(Debug, Clone)]
@@ -73,11 +78,13 @@ impl Settings {
         title = "order-service",
         description = "Orders. Placing an order runs the order saga: the price is withdrawn through billing-service \
             (reference `order-{id}`, so an order is never charged twice), the order becomes `paid` or `rejected`, \
-            and notification-service stores a happy or a sad letter for the user. Prices are integer minor units (kopecks).",
+            and notification-service stores a happy or a sad letter for the user. Cancelling an order is the saga's \
+            compensation: its payment is settled for good (refunded, or voided if it was never taken), the order \
+            becomes `cancelled` and the user gets a letter saying what came back. Prices are integer minor units (kopecks).",
         license(name = "MIT", identifier = "MIT"),
         version = "1.0.0"
     ),
-    paths(routes::create_order, routes::get_order, routes::list_orders),
+    paths(routes::create_order, routes::get_order, routes::list_orders, routes::cancel_order),
     components(schemas(service_kit::Problem)),
     tags((name = "orders", description = "Placing and reading orders"))
 )]
@@ -89,6 +96,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::post("/orders", Access::User, routes::create_order),
         Endpoint::get("/orders", Access::OwnUser(Named::Query("user_id")), routes::list_orders),
         Endpoint::get("/orders/{id}", Access::User, routes::get_order),
+        Endpoint::post("/orders/{id}/cancel", Access::User, routes::cancel_order),
     ]
 }
 

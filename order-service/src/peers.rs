@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use service_kit::money::MajorUnits;
 use service_kit::peer::{self, Answer, CallError, Peer, RetryPolicy};
+use service_kit::problem::ProblemType;
 
 use crate::book::{Decision, FailureReason, Order, OrderStatus};
 
@@ -68,6 +69,11 @@ struct Letter<'a> {
 }
 
 #[derive(Debug, Deserialize)]
+struct Settled {
+    refunded: i64,
+}
+
+#[derive(Debug, Deserialize)]
 struct Stored {
     #[allow(dead_code)]
     id: i64,
@@ -95,9 +101,30 @@ impl Peers {
             call::<Receipt>(&self.billing, deadline, || self.billing.request(Method::POST, &path).json(&body)).await?;
         match answer {
             Answer::Success(..) => Ok(Decision::Paid),
-            Answer::Refused(p) if p.slug() == "insufficient-funds" => {
+            Answer::Refused(p) if p.is(ProblemType::InsufficientFunds) => {
                 Ok(Decision::Rejected(FailureReason::InsufficientFunds))
             }
+            // The order was cancelled before its payment reached billing:
+            // the order is `cancelling` by now, so this decision is never
+            // recorded; the cancellation goes on.
+            Answer::Refused(p) if p.is(ProblemType::PaymentCancelled) => {
+                Ok(Decision::Rejected(FailureReason::PaymentRefused))
+            }
+            Answer::Refused(problem) => Err(PeerError::Refused { peer: self.billing.name, problem }),
+        }
+    }
+
+    /// Settles the payment of a cancelled order for good (reference
+    /// `order-{id}`): what was withdrawn comes back, or nothing will be.
+    /// However often this runs, billing refunds at most once. The minor
+    /// units given back.
+    pub async fn cancel_payment(&self, order: &Order, deadline: Deadline) -> Result<i64, PeerError> {
+        let path = format!("/internal/billing/accounts/{}/cancel-payment", order.user_id);
+        let body = json!({ "reference": format!("order-{}", order.id) });
+        let answer =
+            call::<Settled>(&self.billing, deadline, || self.billing.request(Method::POST, &path).json(&body)).await?;
+        match answer {
+            Answer::Success(_, settled) => Ok(settled.refunded),
             Answer::Refused(problem) => Err(PeerError::Refused { peer: self.billing.name, problem }),
         }
     }
@@ -144,7 +171,18 @@ fn letter_for<'a>(order: &Order, email: &'a str) -> Option<Letter<'a>> {
                  Nothing was charged."
             ),
         ),
-        (OrderStatus::Pending | OrderStatus::Cancelling | OrderStatus::Cancelled, _) => return None,
+        (OrderStatus::Cancelled, _) => {
+            let what = match order.refunded {
+                Some(refunded) if refunded > 0 => format!("{} was refunded to your account.", MajorUnits(refunded)),
+                _ => "Nothing was charged.".to_owned(),
+            };
+            (
+                "order_cancelled",
+                format!("Order #{id} is cancelled"),
+                format!("Your order #{id} for {price} is cancelled. {what}"),
+            )
+        }
+        (OrderStatus::Pending | OrderStatus::Cancelling, _) => return None,
     };
     Some(Letter { user_id: order.user_id, order_id: id, kind, email, subject, body })
 }
@@ -164,6 +202,8 @@ mod tests {
             notified_at: None,
             attempts: 0,
             letter_refusal: None,
+            lease_token: None,
+            refunded: None,
             created_at: now,
             updated_at: now,
         }
@@ -180,5 +220,13 @@ mod tests {
         let refused = letter_for(&order(OrderStatus::Rejected, Some(FailureReason::PaymentRefused)), "a@b.co").unwrap();
         assert!(refused.body.contains("could not be made"), "{}", refused.body);
         assert!(letter_for(&order(OrderStatus::Pending, None), "a@b.co").is_none());
+        let mut cancelled = order(OrderStatus::Cancelled, None);
+        cancelled.refunded = Some(400);
+        let back = letter_for(&cancelled, "a@b.co").unwrap();
+        assert_eq!(back.kind, "order_cancelled");
+        assert!(back.body.contains("#42") && back.body.contains("4.00 was refunded"), "{}", back.body);
+        cancelled.refunded = Some(0);
+        let nothing = letter_for(&cancelled, "a@b.co").unwrap();
+        assert!(nothing.body.contains("Nothing was charged"), "{}", nothing.body);
     }
 }

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::book::{FailureReason, Order, OrderStatus};
 use crate::error::OrderError;
-use crate::saga::{OrderSaga, Placement};
+use crate::saga::{Cancellation, OrderSaga, Placement};
 
 impl From<&OrderError> for Problem {
     fn from(e: &OrderError) -> Problem {
@@ -24,6 +24,7 @@ impl From<&OrderError> for Problem {
             OrderError::UnknownUser(_) => Problem::new(ProblemType::UnknownUser, detail),
             OrderError::NotFound(_) => Problem::new(ProblemType::OrderNotFound, detail),
             OrderError::Forbidden { .. } => Problem::new(ProblemType::Forbidden, detail),
+            OrderError::NotCancellable(_) => Problem::new(ProblemType::OrderNotCancellable, detail),
             OrderError::Unavailable(cause) => Problem::unavailable(format!("{detail}: {cause}")),
             OrderError::Key(refusal) => Problem::from(refusal),
             OrderError::Storage(s) => Problem::from(s),
@@ -47,8 +48,8 @@ pub struct OrderBody {
     /// Minor units (kopecks).
     #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub price: i64,
-    /// `pending` only while billing could not be reached; the order is
-    /// finished later.
+    /// `pending` only while billing could not be reached (the order is
+    /// finished later); `cancelling` while a cancellation is being settled.
     pub status: OrderStatus,
     /// Why a rejected order was rejected; `null` otherwise.
     #[schema(required = true)]
@@ -190,4 +191,39 @@ pub async fn list_orders(
 ) -> Result<Json<Vec<OrderBody>>, OrderError> {
     let orders = saga.orders_of(query.user_id.get()).await?;
     Ok(Json(orders.into_iter().map(Into::into).collect()))
+}
+
+/// Cancel an order
+///
+/// Cancels your order (SPEC: "Cancelling an order"). A `paid` order's price
+/// is refunded (a `refund` ledger entry under `refund-order-{id}`); a
+/// `pending` one's payment is settled for good (refunded if it was taken,
+/// else voided so that it never is). Then the order is `cancelled` and a
+/// letter `order_cancelled` says what came back. A cancelled order answers
+/// 200 again, unchanged: nothing is refunded or sent twice. While billing
+/// cannot be reached the answer is 202 `cancelling`; it is finished later.
+/// A request body, if any, is ignored.
+#[utoipa::path(
+    post,
+    path = "/orders/{id}/cancel",
+    operation_id = "cancel_order",
+    tag = "orders",
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "The order's id")),
+    responses(
+        (status = 200, description = "Cancelled: the money is back, or was never taken", body = OrderBody),
+        (status = 202, description = "Cancelling: billing is settling it; finished later", body = OrderBody),
+        (status = 400, description = "The id is not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order (of yours)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order was rejected: nothing to cancel, nothing changed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel_order(
+    saga: web::Data<OrderSaga>,
+    caller: AuthenticatedUser,
+    id: Path<Id>,
+) -> Result<HttpResponse, OrderError> {
+    Ok(match saga.cancel(id.into_inner().get(), caller.0).await? {
+        Cancellation::Done(order) => HttpResponse::Ok().json(OrderBody::from(order)),
+        Cancellation::InProgress(order) => HttpResponse::Accepted().json(OrderBody::from(order)),
+    })
 }

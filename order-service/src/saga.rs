@@ -24,7 +24,7 @@ use service_kit::money::Amount;
 use service_kit::server::Shutdown;
 use service_kit::{time, with_backend};
 
-use crate::book::{Decision, FailureReason, Lease, Order, OrderBook};
+use crate::book::{Decision, FailureReason, Lease, Order, OrderBook, OrderStatus};
 use crate::error::OrderError;
 use crate::metrics;
 use crate::peers::{Deadline, PeerError, Peers};
@@ -60,6 +60,16 @@ pub enum Placement {
     Replayed(StoredResponse),
 }
 
+/// What a cancel came to.
+#[derive(Debug)]
+pub enum Cancellation {
+    /// `cancelled`: the money is back (or was never taken).
+    Done(Order),
+    /// `cancelling`: billing could not be reached in time, or another
+    /// worker is still settling it; it is finished later.
+    InProgress(Order),
+}
+
 /// Who drives an order, which decides when its key's answer is stored.
 #[derive(Clone, Copy, PartialEq)]
 enum Driver {
@@ -68,6 +78,8 @@ enum Driver {
     /// The recovery loop: the key (if any) is answered once the order is
     /// decided, never with `pending` (that request never answered).
     Recovery,
+    /// A cancel request that took the order: as the recovery loop.
+    Cancel,
 }
 
 /// Why a drive stopped short of the end.
@@ -103,6 +115,7 @@ impl OrderSaga {
             Err(e) => return Err(OrderError::Unavailable(Box::new(e))),
         };
         let driver = Driver::Request { keyed: keyed.is_some() };
+        let keyed_for_answer = keyed.clone();
         let lease = Lease::new(later(self.lease));
         let order = match self.open(user_id, price.minor_units(), lease, keyed).await? {
             Ok(order) => order,
@@ -110,6 +123,12 @@ impl OrderSaga {
         };
         let order = self.drive(order, lease, Some(user.email), deadline, driver).await;
         metrics::outcome(order.status.as_str());
+        if let Some(keyed) = keyed_for_answer.filter(|_| !order.is_pending()) {
+            // Usually the decision stored the key's answer already; a cancel
+            // that overtook the decision left it to this request.
+            let answer = (self.answer_for)(&order);
+            self.db(move |c| with_backend!(c, c => c.complete_key(keyed.key.as_str(), &answer))).await?;
+        }
         Ok(Placement::New(order))
     }
 
@@ -185,6 +204,11 @@ impl OrderSaga {
         order
     }
 
+    /// The saga's remaining steps for the order's status, under `lease`.
+    /// A step whose write does not apply because another request changed
+    /// the status meanwhile (a cancel, which needs no lease to begin) is
+    /// followed by the steps of the new status, as long as the lease is
+    /// still this worker's.
     async fn steps(
         &self,
         mut order: Order,
@@ -194,44 +218,92 @@ impl OrderSaga {
         driver: Driver,
     ) -> (Order, Option<Stall>) {
         let id = order.id;
-        if order.is_pending() {
-            let decision = match self.peers.pay(&order, deadline).await {
-                Ok(decision) => decision,
-                Err(PeerError::Refused { peer, problem }) => {
-                    log::error!("order {id}: {peer} refused the payment for good ({problem}); rejecting it");
-                    Decision::Rejected(FailureReason::PaymentRefused)
+        // pending → (cancelling →) decided or cancelled → finished: a few
+        // turns at most, even if a cancel comes in between.
+        for _ in 0..4 {
+            let step = match order.status {
+                OrderStatus::Pending => {
+                    let decision = match self.peers.pay(&order, deadline).await {
+                        Ok(decision) => decision,
+                        Err(PeerError::Refused { peer, problem }) => {
+                            log::error!("order {id}: {peer} refused the payment for good ({problem}); rejecting it");
+                            Decision::Rejected(FailureReason::PaymentRefused)
+                        }
+                        Err(PeerError::Call(e)) => {
+                            log::warn!("order {id} stays pending: {e}");
+                            return (order, Some(Stall::Outage));
+                        }
+                    };
+                    self.decide(&order, decision, lease, driver).await
                 }
-                Err(PeerError::Call(e)) => {
-                    log::warn!("order {id} stays pending: {e}");
+                OrderStatus::Cancelling => {
+                    let refunded = match self.peers.cancel_payment(&order, deadline).await {
+                        Ok(refunded) => refunded,
+                        // No account, or a reference used otherwise:
+                        // nothing was withdrawn under it to give back.
+                        Err(PeerError::Refused { peer, problem }) => {
+                            log::error!(
+                                "order {id}: {peer} refused to settle its payment ({problem}); nothing to refund"
+                            );
+                            0
+                        }
+                        Err(PeerError::Call(e)) => {
+                            log::warn!("order {id} stays cancelling: {e}");
+                            return (order, Some(Stall::Outage));
+                        }
+                    };
+                    self.db(move |c| with_backend!(c, c => c.cancelled(id, lease, refunded, time::now()))).await
+                }
+                OrderStatus::Paid | OrderStatus::Rejected | OrderStatus::Cancelled if order.is_finished() => {
+                    return (order, None);
+                }
+                OrderStatus::Paid | OrderStatus::Rejected | OrderStatus::Cancelled => {
+                    match self.letter(&order, email.clone(), deadline).await {
+                        Ok(refusal) => {
+                            let status = order.status;
+                            self.db(move |c| {
+                                with_backend!(c, c => c.finish(id, lease, status, refusal.as_deref(), time::now()))
+                            })
+                            .await
+                        }
+                        Err(stall) => return (order, Some(stall)),
+                    }
+                }
+            };
+            order = match step {
+                Ok(Some(next)) => next,
+                // The write did not apply: the status changed under this
+                // worker's lease, or the lease is gone.
+                Ok(None) => match self.db(move |c| with_backend!(c, c => c.order(id))).await {
+                    Ok(Some(now)) if now.lease_token == Some(lease.token) && now.status != order.status => now,
+                    Ok(_) => return (order, Some(Stall::LeaseLost)),
+                    Err(e) => {
+                        log::warn!("order {id}: {e}");
+                        return (order, Some(Stall::Outage));
+                    }
+                },
+                Err(e) => {
+                    log::warn!("order {id} is {}; its next step is not recorded: {e}", order.status);
                     return (order, Some(Stall::Outage));
                 }
             };
-            match self.decide(&order, decision, lease, driver).await {
-                Ok(Some(decided)) => order = decided,
-                Ok(None) => return (order, Some(Stall::LeaseLost)),
-                Err(e) => {
-                    log::warn!("order {id} stays pending: {e}");
-                    return (order, Some(Stall::Outage));
-                }
-            }
         }
-        let refusal = match self.notify(&order, email, deadline).await {
-            Ok(()) => None,
+        (order, None)
+    }
+
+    /// Stores the letter for the order's status; `Ok(Some(reason))` when it
+    /// was refused for good.
+    async fn letter(&self, order: &Order, email: Option<String>, deadline: Deadline) -> Result<Option<String>, Stall> {
+        let id = order.id;
+        match self.notify(order, email, deadline).await {
+            Ok(()) => Ok(None),
             Err(PeerError::Refused { peer, problem }) => {
                 log::error!("order {id} is {} but {peer} refused its letter for good: {problem}", order.status);
-                Some(format!("{peer}: {}", problem.detail).chars().take(255).collect::<String>())
+                Ok(Some(format!("{peer}: {}", problem.detail).chars().take(255).collect::<String>()))
             }
             Err(PeerError::Call(e)) => {
                 log::warn!("order {id} is {} but its letter is not stored yet: {e}", order.status);
-                return (order, Some(Stall::Outage));
-            }
-        };
-        match self.db(move |c| with_backend!(c, c => c.finish(id, lease, refusal.as_deref(), time::now()))).await {
-            Ok(Some(finished)) => (finished, None),
-            Ok(None) => (order, Some(Stall::LeaseLost)),
-            Err(e) => {
-                log::warn!("order {id}: its letter is stored but the order is not marked finished: {e}");
-                (order, Some(Stall::Outage))
+                Err(Stall::Outage)
             }
         }
     }
@@ -281,6 +353,57 @@ impl OrderSaga {
     /// The wait before the next try after `attempts` failed ones.
     fn backoff(&self, attempts: i32) -> Duration {
         self.recovery_interval * 2u32.pow(attempts.clamp(1, 4) as u32 - 1)
+    }
+
+    /// Cancels `owner`'s order `id` (SPEC: "Cancelling an order"): a
+    /// `pending` or `paid` order becomes `cancelling` at once, whoever holds
+    /// it; then whoever holds its lease (this request if it can take it,
+    /// else the request or the recovery round already driving it) settles
+    /// the payment with billing, records `cancelled` and sends the letter.
+    /// This waits for that within the request's budget. A payment and a
+    /// cancel meet at billing under one reference and the account's lock:
+    /// whichever comes first, the other finds it there.
+    pub async fn cancel(&self, id: i64, owner: i64) -> Result<Cancellation, OrderError> {
+        let deadline = Instant::now() + self.budget;
+        let mut order = self.find(id, owner).await?;
+        if matches!(order.status, OrderStatus::Pending | OrderStatus::Paid) {
+            let begun = self.db(move |c| with_backend!(c, c => c.begin_cancel(id, time::now()))).await?;
+            order = match begun {
+                Some(cancelling) => cancelling,
+                // Decided or cancelled meanwhile: judged as it is now.
+                None => self.find(id, owner).await?,
+            };
+        }
+        match order.status {
+            OrderStatus::Rejected => return Err(OrderError::NotCancellable(id)),
+            OrderStatus::Cancelled => return Ok(Cancellation::Done(order)),
+            OrderStatus::Pending | OrderStatus::Paid => return Ok(Cancellation::InProgress(order)),
+            OrderStatus::Cancelling => {}
+        }
+        let lease = Lease::new(later(self.lease));
+        if let Some(leased) = self.db(move |c| with_backend!(c, c => c.take_lease(id, lease, time::now()))).await? {
+            let order = self.drive(leased, lease, None, Deadline(deadline), Driver::Cancel).await;
+            if order.status == OrderStatus::Cancelled {
+                return Ok(Cancellation::Done(order));
+            }
+        }
+        // Another worker holds it, perhaps with the payment still on its way
+        // to billing: settling the payment now (it is idempotent, and final)
+        // makes a payment that arrives later move nothing, and that worker
+        // records the outcome; this request waits for it.
+        if let Err(e) = self.peers.cancel_payment(&order, Deadline(deadline)).await {
+            log::info!("order {id}: its payment is left to the worker that holds it: {e}");
+        }
+        loop {
+            let order = self.find(id, owner).await?;
+            if order.status == OrderStatus::Cancelled {
+                return Ok(Cancellation::Done(order));
+            }
+            if Instant::now() >= deadline {
+                return Ok(Cancellation::InProgress(order));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The order, if it is `owner`'s: another user's order is as unknown

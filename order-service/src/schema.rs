@@ -10,6 +10,7 @@ diesel::table! {
         lease_token -> Nullable<BigInt>,
         attempts -> Integer,
         letter_refusal -> Nullable<Text>,
+        refunded -> Nullable<BigInt>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }

@@ -72,6 +72,8 @@ catalogue! {
         "A request with this Idempotency-Key is still being processed; retry shortly."),
     OrderNotCancellable => ("order-not-cancellable", 409, "Order not cancellable",
         "The order was rejected: there is nothing to cancel."),
+    PaymentCancelled => ("payment-cancelled", 409, "Payment cancelled",
+        "A withdrawal under an order payment's reference after the order was cancelled: nothing was withdrawn."),
     PayloadTooLarge => ("payload-too-large", 413, "Payload too large", "The body is over 64 KiB."),
     UnsupportedMediaType => ("unsupported-media-type", 415, "Unsupported media type",
         "A body was sent without Content-Type: application/json."),

@@ -11,6 +11,9 @@
 //! - [`Mode::DropResponse`]: forward the request, read the upstream's whole
 //!   answer (so the upstream has committed), then close the client's
 //!   connection without sending it.
+//! - [`Mode::HoldResponse`]: forward the request, read the upstream's whole
+//!   answer (committed), and send it only after a while: the caller learns
+//!   late what has already happened.
 //!
 //! The proxy reads one request at a time from each client connection, so
 //! keep-alive clients (reqwest's pool) work, and each request is judged by
@@ -35,6 +38,7 @@ pub enum Mode {
     Refuse,
     Delay(Duration),
     DropResponse,
+    HoldResponse(Duration),
 }
 
 /// How many requests met each mode, and how many answers the upstream gave
@@ -45,6 +49,7 @@ pub struct Counts {
     pub refused: usize,
     pub delayed: usize,
     pub dropped: usize,
+    pub held: usize,
     /// Complete answers read from the upstream.
     pub upstream_answers: usize,
 }
@@ -52,7 +57,7 @@ pub struct Counts {
 impl Counts {
     /// Every request the proxy saw.
     pub fn requests(&self) -> usize {
-        self.passed + self.refused + self.delayed + self.dropped
+        self.passed + self.refused + self.delayed + self.dropped + self.held
     }
 }
 
@@ -62,6 +67,7 @@ struct Counters {
     refused: AtomicUsize,
     delayed: AtomicUsize,
     dropped: AtomicUsize,
+    held: AtomicUsize,
     upstream_answers: AtomicUsize,
 }
 
@@ -85,6 +91,7 @@ impl Shared {
             Mode::Refuse => &self.counters.refused,
             Mode::Delay(_) => &self.counters.delayed,
             Mode::DropResponse => &self.counters.dropped,
+            Mode::HoldResponse(_) => &self.counters.held,
         };
         counter.fetch_add(1, Ordering::SeqCst);
         mode
@@ -167,6 +174,7 @@ impl FaultProxy {
             refused: c.refused.load(Ordering::SeqCst),
             delayed: c.delayed.load(Ordering::SeqCst),
             dropped: c.dropped.load(Ordering::SeqCst),
+            held: c.held.load(Ordering::SeqCst),
             upstream_answers: c.upstream_answers.load(Ordering::SeqCst),
         }
     }
@@ -191,13 +199,15 @@ async fn serve(client: TcpStream, shared: Arc<Shared>) {
                 tokio::time::sleep(hold).await;
                 forward(&shared, &request).await
             }
-            Mode::Pass | Mode::DropResponse => forward(&shared, &request).await,
+            Mode::Pass | Mode::DropResponse | Mode::HoldResponse(_) => forward(&shared, &request).await,
         };
         // An unreachable upstream looks like a refusal to the client.
         let Some(answer) = answer else { return };
         shared.counters.upstream_answers.fetch_add(1, Ordering::SeqCst);
-        if mode == Mode::DropResponse {
-            return;
+        match mode {
+            Mode::DropResponse => return,
+            Mode::HoldResponse(hold) => tokio::time::sleep(hold).await,
+            _ => {}
         }
         let close = request.wants_close() || answer.framing == Framing::UntilClose;
         if client.stream.write_all(&answer.encode(close)).await.is_err() || close {

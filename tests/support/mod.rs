@@ -367,23 +367,53 @@ impl System {
         self.api.orders.as_user(user).post("/orders", json!({ "user_id": user, "price": price })).await
     }
 
-    /// Checks the money: the balance is what the ledger says, every paid
-    /// order was charged exactly once with its reference, and nothing else
-    /// was withdrawn.
+    /// Checks the money: the balance is what the ledger says (deposits −
+    /// withdrawals + refunds), and each order's net charge (withdrawn under
+    /// `order-{id}` less refunded under `refund-order-{id}`) is its price if
+    /// it is paid and 0 otherwise, with one withdrawal and one refund at
+    /// most; nothing else was withdrawn or refunded.
     pub async fn assert_money_conserved(&self, user: i64) {
         let ledger = self.ledger(user).await;
         let sum = |kind: &str| -> i64 {
             ledger.iter().filter(|e| e["kind"] == kind).map(|e| e["amount"].as_i64().unwrap()).sum()
         };
-        assert_eq!(self.balance(user).await, sum("deposit") - sum("withdrawal"), "balance = deposits - withdrawals");
+        assert_eq!(
+            self.balance(user).await,
+            sum("deposit") - sum("withdrawal") + sum("refund"),
+            "balance = deposits - withdrawals + refunds: {ledger:#?}"
+        );
+        let entries = |reference: &str, kind: &str| -> Vec<i64> {
+            ledger
+                .iter()
+                .filter(|e| e["reference"] == reference && e["kind"] == kind)
+                .map(|e| e["amount"].as_i64().unwrap())
+                .collect()
+        };
         let orders = self.orders_of(user).await;
-        let paid: i64 = orders.iter().filter(|o| o["status"] == "paid").map(|o| o["price"].as_i64().unwrap()).sum();
-        assert_eq!(sum("withdrawal"), paid, "withdrawals = paid orders");
-        for o in orders.iter().filter(|o| o["status"] == "paid") {
-            let reference = format!("order-{}", o["id"]);
-            let charges = ledger.iter().filter(|e| e["reference"] == reference.as_str()).count();
-            assert_eq!(charges, 1, "order {} charged once", o["id"]);
+        let (mut withdrawn, mut refunded) = (0, 0);
+        for o in &orders {
+            let id = o["id"].as_i64().unwrap();
+            let charges = entries(&format!("order-{id}"), "withdrawal");
+            let refunds = entries(&format!("refund-order-{id}"), "refund");
+            assert!(
+                charges.len() <= 1 && refunds.len() <= 1,
+                "order {id}: {charges:?} withdrawn, {refunds:?} refunded"
+            );
+            let net = charges.iter().sum::<i64>() - refunds.iter().sum::<i64>();
+            let due = if o["status"] == "paid" { o["price"].as_i64().unwrap() } else { 0 };
+            if o["status"] != "pending" && o["status"] != "cancelling" {
+                assert_eq!(net, due, "order {id} ({}) is charged {net}", o["status"]);
+            }
+            withdrawn += charges.iter().sum::<i64>();
+            refunded += refunds.iter().sum::<i64>();
         }
+        assert_eq!(sum("withdrawal"), withdrawn, "every withdrawal pays an order");
+        assert_eq!(sum("refund"), refunded, "every refund gives an order back");
+    }
+
+    /// `POST /orders/{id}/cancel` as `user`.
+    pub async fn cancel(&self, user: i64, id: i64) -> testkit::Reply {
+        self.api.orders.as_user(user).post(&format!("/orders/{id}/cancel"), json!({})).await
     }
 }
 

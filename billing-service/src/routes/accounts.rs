@@ -23,7 +23,7 @@ pub struct MoneyRequest {
     pub amount: i64,
     /// Makes the request idempotent: a repeat with the same reference, kind
     /// and amount returns the original result. 1 to 255 characters, no
-    /// control characters; must not start with `order-`.
+    /// control characters; must not start with `order-` or `refund-`.
     #[schema(min_length = 1, max_length = 255, nullable = true, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     #[serde(default)]
     pub reference: Option<String>,

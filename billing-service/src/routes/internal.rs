@@ -11,9 +11,9 @@ use service_kit::problem::BodyRefusals;
 use utoipa::ToSchema;
 
 use super::accounts::MoneyRequest;
-use super::{AccountBody, ReceiptBody, WithdrawalAnswers};
+use super::{AccountBody, ReceiptBody, SettlementBody, WithdrawalAnswers};
 use crate::Billing;
-use crate::domain::{Caller, EntryKind};
+use crate::domain::{Caller, EntryKind, Reference};
 use crate::error::BillingError;
 
 /// Whose account to open.
@@ -94,4 +94,46 @@ pub async fn pay_order(
     let request = MoneyRequest { amount: body.amount, reference: Some(body.reference) };
     let movement = request.into_movement(user_id.into_inner(), EntryKind::Withdrawal, Caller::OrderService)?;
     Ok(Json(billing.apply(movement).await?.into()))
+}
+
+/// The order payment to cancel.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"reference": "order-1"}))]
+pub struct CancelPaymentRequest {
+    /// `order-{order_id}`: the reference the order was (or would have been)
+    /// paid under.
+    #[schema(min_length = 1, max_length = 255, pattern = "^order-[^\\x00-\\x1F\\x7F-\\x9F]*$")]
+    pub reference: String,
+}
+
+/// Cancel an order payment
+///
+/// Settles the payment for good, in one transaction: what was withdrawn
+/// under the reference is refunded (a `refund` entry under
+/// `refund-{reference}`), or, if nothing was, the reference is voided and a
+/// withdrawal under it that arrives later is declined (409
+/// `payment-cancelled`). Idempotent: a repeat gives the same answer and
+/// never refunds twice.
+#[utoipa::path(
+    post,
+    path = "/internal/billing/accounts/{user_id}/cancel-payment",
+    operation_id = "cancel_payment",
+    tag = "billing",
+    params(("user_id" = i64, Path, minimum = 1, example = 1, description = "The account's user id")),
+    request_body = CancelPaymentRequest,
+    responses(
+        (status = 200, description = "Settled: refunded, or nothing charged", body = SettlementBody),
+        (status = 400, description = "The body or the id is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not an order payment's reference, or the reference was used for something else", body = Problem, content_type = "application/problem+json"),
+        BodyRefusals,
+    )
+)]
+pub async fn cancel_payment(
+    billing: web::Data<Billing>,
+    user_id: Path<Id>,
+    body: JsonObject<CancelPaymentRequest>,
+) -> Result<Json<SettlementBody>, BillingError> {
+    let payment = Reference::order_payment(body.into_inner().reference)?;
+    Ok(Json(billing.cancel_payment(user_id.into_inner().get(), payment).await?.into()))
 }

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::domain::EntryKind;
 use crate::error::BillingError;
-use crate::ledger::{Account, Entry, Receipt};
+use crate::ledger::{Account, Entry, Receipt, Settlement};
 
 impl From<&BillingError> for Problem {
     fn from(e: &BillingError) -> Problem {
@@ -18,6 +18,7 @@ impl From<&BillingError> for Problem {
             BillingError::InsufficientFunds { .. } => ProblemType::InsufficientFunds,
             BillingError::BalanceOverflow => ProblemType::BalanceOverflow,
             BillingError::ReferenceReused => ProblemType::ReferenceReused,
+            BillingError::PaymentCancelled => ProblemType::PaymentCancelled,
             BillingError::InvalidAmount(_) | BillingError::InvalidReference(_) | BillingError::InvalidUserId(_) => {
                 ProblemType::ValidationError
             }
@@ -44,7 +45,7 @@ pub enum WithdrawalAnswers {
     NoAccount(Problem),
     #[response(
         status = 409,
-        description = "Insufficient funds; nothing was withdrawn",
+        description = "Insufficient funds (or, for an order payment, the order was cancelled first); nothing was withdrawn",
         content_type = "application/problem+json"
     )]
     InsufficientFunds(Problem),
@@ -123,6 +124,55 @@ impl From<Entry> for EntryBody {
             balance_after: e.balance_after,
             reference: e.reference,
             created_at: service_kit::time::utc(e.created_at),
+        }
+    }
+}
+
+/// How a cancelled order payment was settled.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SettlementOutcome {
+    /// What was withdrawn was given back.
+    Refunded,
+    /// Nothing was withdrawn, and nothing will be under this reference.
+    NothingCharged,
+}
+
+/// The settlement of a cancelled order payment.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"user_id": 1, "outcome": "refunded", "refunded": 40000, "balance": 100000, "transaction_id": 3}))]
+pub struct SettlementBody {
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    pub outcome: SettlementOutcome,
+    /// Minor units given back (0 when nothing was charged).
+    #[schema(minimum = 0)]
+    pub refunded: i64,
+    /// The balance right after the refund, or now.
+    #[schema(minimum = 0)]
+    pub balance: i64,
+    /// The refund's ledger entry; `null` when nothing was charged.
+    #[schema(required = true, minimum = 1)]
+    pub transaction_id: Option<i64>,
+}
+
+impl From<Settlement> for SettlementBody {
+    fn from(s: Settlement) -> Self {
+        match s {
+            Settlement::Refunded(receipt, refunded) => SettlementBody {
+                user_id: receipt.user_id,
+                outcome: SettlementOutcome::Refunded,
+                refunded,
+                balance: receipt.balance,
+                transaction_id: Some(receipt.transaction_id),
+            },
+            Settlement::NothingCharged { user_id, balance } => SettlementBody {
+                user_id,
+                outcome: SettlementOutcome::NothingCharged,
+                refunded: 0,
+                balance,
+                transaction_id: None,
+            },
         }
     }
 }
