@@ -20,7 +20,8 @@ pub fn credential(dir: &Path) -> Result<ServiceCredential, String> {
 /// `dir/signing-key.pem`, created if missing.
 pub fn signing_key(dir: &Path) -> Result<SigningKey, String> {
     let pem = read_or_create(dir, SIGNING_KEY_FILE, || SigningKey::generate().1)?;
-    SigningKey::from_pem(pem.as_bytes()).map_err(|e| format!("{}: {e}", dir.join(SIGNING_KEY_FILE).display()))
+    SigningKey::from_pem(pem.as_bytes())
+        .map_err(|e| format!("{}: {}", dir.join(SIGNING_KEY_FILE).display(), service_kit::problem::chain(&e)))
 }
 
 fn read_or_create(dir: &Path, name: &str, make: impl FnOnce() -> String) -> Result<String, String> {

@@ -71,3 +71,55 @@ fn a_bad_drain_is_named() {
 fn a_zero_in_flight_bound_is_named() {
     refused_naming("SHUTDOWN_TIMEOUT_MS", "0");
 }
+
+#[test]
+fn a_short_service_credential_is_named_but_never_shown() {
+    let line = refused_naming("INTERNAL_API_TOKEN", "s3cret-but-short");
+    assert!(!line.contains("s3cret-but-short"), "the value is not printed: {line}");
+    assert!(line.contains("at least 32"), "{line}");
+}
+
+#[test]
+fn a_signing_key_that_is_not_a_key_is_named() {
+    let file = std::env::temp_dir().join(testkit::unique("not-a-key-")).with_extension("pem");
+    std::fs::write(&file, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    let line = refused_naming("AUTH_SIGNING_KEY_FILE", file.to_str().unwrap());
+    assert!(line.contains("Ed25519"), "{line}");
+    let missing = refused_naming("AUTH_SIGNING_KEY_FILE", "/nonexistent/signing-key.pem");
+    assert!(missing.contains("cannot read it"), "{missing}");
+    let _ = std::fs::remove_file(file);
+}
+
+/// The binary of one service has no fallbacks: its secrets are required.
+#[test]
+fn a_service_binary_needs_its_secrets() {
+    let run = |binary: &str, vars: &[(&str, &str)]| {
+        let mut cmd = Command::new(binary);
+        cmd.env_clear().env("BIND_ADDR", "127.0.0.1:0").env("DATABASE_URL", "sqlite:///nonexistent/never-opened.db");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("binary runs");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_order-system")).parent().unwrap().to_owned();
+    let users = dir.join("user-service");
+    assert!(
+        users.exists(),
+        "{} is built by `cargo test --workspace` (user-service's own tests need it)",
+        users.display()
+    );
+    let users = users.to_str().unwrap();
+    let (code, stderr) = run(users, &[("BILLING_SERVICE_URL", "http://127.0.0.1:9")]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(error_line(&stderr).contains("AUTH_SIGNING_KEY_FILE"), "{stderr}");
+    let (code, stderr) = run(
+        users,
+        &[
+            ("BILLING_SERVICE_URL", "http://127.0.0.1:9"),
+            ("AUTH_SIGNING_KEY_FILE", testkit::signing_key_file().to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(error_line(&stderr).contains("INTERNAL_API_TOKEN"), "{stderr}");
+}

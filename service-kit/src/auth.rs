@@ -116,8 +116,8 @@ struct Claims {
 /// Why a signing key could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("not an Ed25519 private key in PKCS#8 PEM: {0}")]
-    Pem(String),
+    #[error("not an Ed25519 private key in PKCS#8 PEM")]
+    Pem(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot derive the public key: {0}")]
     Public(#[source] jsonwebtoken::errors::Error),
 }
@@ -149,12 +149,12 @@ impl SigningKey {
     /// key). Its `kid` is the RFC 7638 thumbprint of its public key.
     pub fn from_pem(pem: &[u8]) -> Result<SigningKey, KeyError> {
         use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
-        let text = std::str::from_utf8(pem).map_err(|e| KeyError::Pem(e.to_string()))?;
-        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| KeyError::Pem(e.to_string()))?;
+        let text = std::str::from_utf8(pem).map_err(|e| KeyError::Pem(e.into()))?;
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| KeyError::Pem(e.into()))?;
         // jsonwebtoken takes the 48-byte v1 form only.
         let v1 = KeypairBytes { secret_key: key.to_bytes(), public_key: None }
             .to_pkcs8_der()
-            .map_err(|e| KeyError::Pem(e.to_string()))?;
+            .map_err(|e| KeyError::Pem(e.into()))?;
         let encoding = EncodingKey::from_ed_der(v1.as_bytes());
         let mut public = Jwk::from_encoding_key(&encoding, Algorithm::EdDSA).map_err(KeyError::Public)?;
         let kid = public.thumbprint(ThumbprintHash::SHA256).map_err(KeyError::Public)?;

@@ -206,7 +206,7 @@ pub fn signing_key_file(name: &'static str) -> Result<Option<Arc<SigningKey>>, C
     };
     let fail = |reason: String| ConfigError { name, value: path.display().to_string(), reason };
     let pem = std::fs::read(&path).map_err(|e| fail(format!("cannot read it: {e}")))?;
-    SigningKey::from_pem(&pem).map(|key| Some(Arc::new(key))).map_err(|e| fail(e.to_string()))
+    SigningKey::from_pem(&pem).map(|key| Some(Arc::new(key))).map_err(|e| fail(crate::problem::chain(&e)))
 }
 
 /// What SIGTERM (or SIGINT) does: readiness turns 503 at once, the server

@@ -22,15 +22,19 @@ static NOBODY: LazyLock<String> =
     LazyLock::new(|| argon2().hash_password(b"no user has this password").expect("hashing works").to_string());
 
 #[derive(Debug, thiserror::Error)]
-#[error("the password could not be hashed: {0}")]
-pub struct HashError(String);
+pub enum HashError {
+    #[error("the password could not be hashed")]
+    Argon2(#[source] argon2::password_hash::Error),
+    #[error("the hashing task did not finish")]
+    Blocking(#[source] actix_web::error::BlockingError),
+}
 
 /// The PHC string to store.
 pub async fn hash(password: Password) -> Result<String, HashError> {
     actix_web::web::block(move || argon2().hash_password(password.expose().as_bytes()).map(|h| h.to_string()))
         .await
-        .map_err(|e| HashError(e.to_string()))?
-        .map_err(|e| HashError(e.to_string()))
+        .map_err(HashError::Blocking)?
+        .map_err(HashError::Argon2)
 }
 
 /// Whether `password` matches `stored`; `None` (no user, or no password)
