@@ -610,6 +610,19 @@ impl fmt::Display for RollingReport {
             }
             writeln!(f)?;
         }
+        let repeated = self
+            .placed
+            .iter()
+            .filter(|p| p.intent.request.kind() == OpKind::Order && !p.failures.is_empty())
+            .collect::<Vec<_>>();
+        let answered = repeated.iter().filter(|p| p.intent.outcome.is_definite()).count();
+        let key_broken = self.violations.iter().any(|v| v.invariant == "one-resource-per-key");
+        writeln!(
+            f,
+            "  orders repeated with their key after a failure: {}, {answered} answered; one order per key: {}",
+            repeated.len(),
+            if key_broken { "BROKEN (below)" } else { "holds" }
+        )?;
         let answers: Vec<String> =
             self.order_answers().iter().map(|((status, told), n)| format!("{status} {told}: {n}")).collect();
         writeln!(f, "  orders answered: {}", answers.join(", "))?;
