@@ -338,6 +338,16 @@ impl Cluster {
         Ok(Cluster { config, replicas, fronts, databases, probe, born: Instant::now(), credential, signing_key_file })
     }
 
+    /// [`Cluster::prepare`], after dropping the databases that runs with
+    /// the same prefix left behind when they were killed (named on stderr).
+    pub fn prepare_afresh(config: ClusterConfig) -> Result<Cluster, String> {
+        let stale = drop_stale_databases(&config.db_prefix).map_err(|e| e.to_string())?;
+        if !stale.is_empty() {
+            eprintln!("dropped {} database(s) of runs that died: {}", stale.len(), stale.join(", "));
+        }
+        Cluster::prepare(config).map_err(|e| e.to_string())
+    }
+
     pub fn config(&self) -> &ClusterConfig {
         &self.config
     }
@@ -360,6 +370,11 @@ impl Cluster {
 
     pub fn replica_url(&self, id: ReplicaId) -> String {
         format!("http://{}", self.replica(id).addr)
+    }
+
+    /// The replica's own address (its port stays across restarts).
+    pub fn replica_addr(&self, id: ReplicaId) -> SocketAddr {
+        self.replica(id).addr
     }
 
     /// The URL clients and peers use for `service`.
@@ -608,6 +623,38 @@ impl Cluster {
         ended
     }
 
+    /// SIGTERM to every running replica at once (as a scale-down or an
+    /// uninstall does), each waited for up to `limit` from the signal and
+    /// SIGKILLed past it (or at once when the signal cannot be sent).
+    pub async fn terminate_all(&self, limit: Duration) -> Vec<(ReplicaId, Termination)> {
+        let began = Instant::now();
+        let mut waiting: Vec<ReplicaId> = self.replica_ids().into_iter().filter(|id| self.is_running(*id)).collect();
+        let mut unsignalled = Vec::new();
+        for &id in &waiting {
+            if self.is_paused(id) {
+                let _ = self.resume(id);
+            }
+            if self.signal(id, "TERM").is_err() {
+                unsignalled.push(id);
+            }
+        }
+        let mut ended = Vec::new();
+        while !waiting.is_empty() {
+            let forced = began.elapsed() >= limit;
+            waiting.retain(|&id| {
+                let killed = (forced || unsignalled.contains(&id)) && self.exit_status(id).is_none();
+                if killed {
+                    let _ = self.kill(id);
+                }
+                let Some(status) = self.exit_status(id) else { return true };
+                ended.push((id, Termination::of(status, began.elapsed(), killed)));
+                false
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ended
+    }
+
     /// The last `lines` lines of the replica's log.
     pub fn log_tail(&self, id: ReplicaId, lines: usize) -> String {
         let text = std::fs::read_to_string(self.log_path(id)).unwrap_or_default();
@@ -639,7 +686,7 @@ fn describe(status: ExitStatus) -> String {
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> std::io::Result<SocketAddr> {
+pub fn free_port() -> std::io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 

@@ -255,6 +255,34 @@ impl fmt::Display for Violation {
     }
 }
 
+/// Violations as a report shows them: `violations: none`, or grouped by
+/// invariant with a dozen details of each (indented lines, each ending in a
+/// newline).
+pub struct Grouped<'a>(pub &'a [Violation]);
+
+impl fmt::Display for Grouped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return writeln!(f, "  violations: none");
+        }
+        writeln!(f, "  VIOLATIONS: {}", self.0.len())?;
+        let mut by_invariant: BTreeMap<&str, Vec<&Violation>> = BTreeMap::new();
+        for v in self.0 {
+            by_invariant.entry(v.invariant).or_default().push(v);
+        }
+        for (invariant, found) in by_invariant {
+            writeln!(f, "    {invariant}: {}", found.len())?;
+            for v in found.iter().take(12) {
+                writeln!(f, "      {}", v.detail)?;
+            }
+            if found.len() > 12 {
+                writeln!(f, "      ... and {} more", found.len() - 12)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 struct Found(Vec<Violation>);
 
 impl Found {

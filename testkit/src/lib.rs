@@ -1,12 +1,16 @@
 //! Test support: a fresh database per test on either backend, services
 //! started on port 0, and a JSON client; the service binaries as child
-//! processes (`cluster`), the invariants of what they store (`invariants`)
-//! and the seeded chaos soak (`chaos`).
+//! processes (`cluster`), HAProxy in front of them (`haproxy`), the
+//! invariants of what they store (`invariants`), the seeded chaos soak
+//! (`chaos`) and the rolling restarts under load (`rolling`).
 
 pub mod chaos;
+pub mod cli;
 pub mod cluster;
 pub mod fault_proxy;
+pub mod haproxy;
 pub mod invariants;
+pub mod rolling;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

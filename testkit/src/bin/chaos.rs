@@ -23,18 +23,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use testkit::chaos::{self, SoakConfig};
+use testkit::cli::{self, number, var};
 use testkit::cluster::ClusterConfig;
-
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    match var(name) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| format!("{name}={v:?} is not a number")),
-    }
-}
 
 fn seed() -> Result<u64, String> {
     let Some(text) = var("CHAOS_SEED") else { return Ok(fastrand::u64(..)) };
@@ -86,25 +76,12 @@ fn replay_command(c: &SoakConfig) -> String {
     )
 }
 
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
-
 // One thread: the soak waits on the network, and the services need the CPU.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let config = match config() {
+    let config = match cli::configured("chaos", config()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("chaos: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let replay = replay_command(&config);
     println!(
@@ -114,33 +91,14 @@ async fn main() -> ExitCode {
         config.users,
         config.clients
     );
-    // An interrupted soak drops the run (and with it the cluster, which
-    // kills its processes and drops its databases) before exiting.
-    let outcome = tokio::select! {
-        outcome = chaos::run(config.clone()) => outcome,
-        _ = interrupted() => {
-            eprintln!("chaos: interrupted (seed {}); stopping the services and dropping the databases", config.seed);
-            return ExitCode::from(130);
+    let name = format!("chaos (seed {})", config.seed);
+    cli::run_to_exit(&name, chaos::run(config.clone()), |report| {
+        print!("{report}");
+        println!("{}", report.figures_line());
+        if !report.violations.is_empty() {
+            println!("FAILED: {} violation(s) with seed {}; replay: {replay}", report.violations.len(), config.seed);
         }
-    };
-    match outcome {
-        Err(e) => {
-            eprintln!("chaos: the soak could not run (seed {}): {e}", config.seed);
-            ExitCode::from(2)
-        }
-        Ok(report) => {
-            print!("{report}");
-            println!("{}", report.figures_line());
-            if report.violations.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                println!(
-                    "FAILED: {} violation(s) with seed {}; replay: {replay}",
-                    report.violations.len(),
-                    config.seed
-                );
-                ExitCode::from(1)
-            }
-        }
-    }
+        report.violations.is_empty()
+    })
+    .await
 }

@@ -168,6 +168,19 @@ fn names(kinds: &[ServiceKind]) -> Vec<&'static str> {
     kinds.iter().map(|k| k.binary()).collect()
 }
 
+/// Every fault the harness could not carry through (a replica that did not
+/// come back), as violations.
+pub fn failed_restarts(disturbances: &[Disturbance]) -> Vec<Violation> {
+    disturbances
+        .iter()
+        .filter_map(|d| d.error.as_ref().map(|e| (d, e)))
+        .map(|(d, e)| Violation {
+            invariant: "restarts",
+            detail: format!("{} {} failed: {e}", d.step.target, d.step.kind.name()),
+        })
+        .collect()
+}
+
 /// SIGTERM must end a service with exit code 0, by itself.
 pub fn judge_terminations(disturbances: &[Disturbance], shutdown: &[(ReplicaId, Termination)]) -> Vec<Violation> {
     let during = disturbances.iter().filter_map(|d| d.termination.map(|t| (d.step.target, t, "under load")));

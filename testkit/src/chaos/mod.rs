@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{Cluster, ClusterConfig, ReplicaId, ServiceKind, Termination, drop_stale_databases};
+use crate::cluster::{Cluster, ClusterConfig, ReplicaId, ServiceKind, Termination};
 use crate::invariants::{self, DatabaseUrls, Expectations, Snapshot, Unfinished, Violation};
 use driver::{Driver, Endpoints, Exchange, Intent, OpKind, Outcome, Phase, Request, Session};
 use faults::{Disturbance, ServerErrorRules};
@@ -110,6 +110,36 @@ pub struct Stored {
     pub letters: usize,
 }
 
+impl Stored {
+    pub fn of(snapshot: &Snapshot) -> Stored {
+        Stored {
+            users: snapshot.users.len(),
+            orders: snapshot.orders.len(),
+            paid: snapshot.orders.iter().filter(|o| o.status == invariants::PAID).count(),
+            rejected: snapshot.orders.iter().filter(|o| o.status == invariants::REJECTED).count(),
+            ledger_entries: snapshot.ledger.len(),
+            letters: snapshot.letters.len(),
+        }
+    }
+}
+
+impl Stored {
+    /// `orders=… paid=… rejected=…`, for a line of figures.
+    pub fn figures(&self) -> String {
+        format!("orders={} paid={} rejected={}", self.orders, self.paid, self.rejected)
+    }
+}
+
+impl fmt::Display for Stored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} users, {} orders ({} paid, {} rejected), {} ledger entries, {} letters",
+            self.users, self.orders, self.paid, self.rejected, self.ledger_entries, self.letters
+        )
+    }
+}
+
 impl SoakReport {
     pub fn faults_by_kind(&self) -> BTreeMap<FaultKind, usize> {
         let mut n = BTreeMap::new();
@@ -133,7 +163,7 @@ impl SoakReport {
         let count = |k| by.get(&k).copied().unwrap_or(0);
         format!(
             "chaos-figures seed={} seconds={:.0} faults={} kill={} pause={} terminate={} requests={} \
-             indefinite={} retried_ok={} orders={} paid={} rejected={} violations={}",
+             indefinite={} retried_ok={} {} violations={}",
             self.seed,
             self.load_time.as_secs_f64(),
             self.disturbances.len(),
@@ -143,9 +173,7 @@ impl SoakReport {
             self.load_requests(),
             self.indefinite_in_load(),
             self.retry.settled,
-            self.stored.orders,
-            self.stored.paid,
-            self.stored.rejected,
+            self.stored.figures(),
             self.violations.len()
         )
     }
@@ -155,11 +183,7 @@ impl SoakReport {
 /// PostgreSQL, a service that does not start before any fault); everything
 /// the services get wrong is in the report's violations.
 pub async fn run(config: SoakConfig) -> Result<SoakReport, String> {
-    let stale = drop_stale_databases(&config.cluster.db_prefix).map_err(|e| e.to_string())?;
-    if !stale.is_empty() {
-        eprintln!("dropped {} database(s) of soaks that died: {}", stale.len(), stale.join(", "));
-    }
-    let cluster = Arc::new(Cluster::prepare(config.cluster.clone()).map_err(|e| e.to_string())?);
+    let cluster = Arc::new(Cluster::prepare_afresh(config.cluster.clone())?);
     cluster.start_all().await.map_err(|e| e.to_string())?;
     let endpoints = Endpoints {
         users: cluster.front_url(ServiceKind::User).to_owned(),
@@ -168,7 +192,7 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport, String> {
     };
     let urls = cluster.database_urls();
     let driver = Arc::new(Driver::new(endpoints, config.client_timeout));
-    let (sessions, mut intents) = set_up_users(&driver, &config).await?;
+    let (sessions, mut intents) = set_up_users(&driver, config.seed, config.users).await?;
     let sessions = Arc::new(sessions);
 
     // The load, with the faults beside it.
@@ -192,14 +216,7 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport, String> {
         None => Vec::new(),
     };
     let load_time = origin.elapsed();
-    let mut violations: Vec<Violation> = disturbances
-        .iter()
-        .filter_map(|d| d.error.as_ref().map(|e| (d, e)))
-        .map(|(d, e)| Violation {
-            invariant: "restarts",
-            detail: format!("{} {} failed: {e}", d.step.target, d.step.kind.name()),
-        })
-        .collect();
+    let mut violations = faults::failed_restarts(&disturbances);
     if let Err(e) = faults::restore(&cluster).await {
         violations.push(Violation { invariant: "restarts", detail: format!("after the faults: {e}") });
     }
@@ -230,14 +247,7 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport, String> {
     violations.extend(faults::judge_terminations(&disturbances, &shutdown));
     violations.sort();
 
-    let stored = Stored {
-        users: snapshot.users.len(),
-        orders: snapshot.orders.len(),
-        paid: snapshot.orders.iter().filter(|o| o.status == invariants::PAID).count(),
-        rejected: snapshot.orders.iter().filter(|o| o.status == invariants::REJECTED).count(),
-        ledger_entries: snapshot.ledger.len(),
-        letters: snapshot.letters.len(),
-    };
+    let stored = Stored::of(&snapshot);
     Ok(SoakReport {
         seed: config.seed,
         users: config.users,
@@ -258,13 +268,14 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport, String> {
     })
 }
 
-/// The users money moves between, each with a first deposit. Nothing is
-/// failing yet, so each must succeed (repeated only on a stray indefinite
-/// answer).
-async fn set_up_users(driver: &Driver, config: &SoakConfig) -> Result<(Vec<Session>, Vec<Intent>), String> {
+/// The users money moves between, signed up and signed in, each with a
+/// first deposit (the seed's amounts). Nothing is failing yet, so each must
+/// succeed (repeated only on a stray indefinite answer). The intents are
+/// the sign-ups and deposits, for the invariants.
+pub async fn set_up_users(driver: &Driver, seed: u64, users: usize) -> Result<(Vec<Session>, Vec<Intent>), String> {
     let mut sessions = Vec::new();
     let mut intents = Vec::new();
-    let amounts = schedule::initial_deposits(config.seed, config.users);
+    let amounts = schedule::initial_deposits(seed, users);
     for (i, amount) in amounts.into_iter().enumerate() {
         let register = Request::Register { key: format!("setup-{i}"), username: format!("user{i}") };
         let outcome = until_definite(driver, &register).await;
@@ -311,6 +322,22 @@ async fn until_definite(driver: &Driver, request: &Request) -> Outcome {
     outcome
 }
 
+/// The `n`th request of `client` for `operation`, with a key or reference
+/// of its own.
+pub fn request_for(operation: Operation, sessions: &[Session], client: usize, n: usize) -> Request {
+    match operation {
+        Operation::Deposit { user, amount } => {
+            Request::Deposit { session: sessions[user].clone(), reference: format!("dep-{client}-{n}"), amount }
+        }
+        Operation::Order { user, price } => {
+            Request::Order { session: sessions[user].clone(), key: format!("ord-{client}-{n}"), price }
+        }
+        Operation::Register => {
+            Request::Register { key: format!("reg-{client}-{n}"), username: format!("c{client}n{n}") }
+        }
+    }
+}
+
 /// One client: its seeded operations, one after another, until `deadline`.
 async fn client_loop(
     driver: Arc<Driver>,
@@ -322,17 +349,7 @@ async fn client_loop(
     let mut intents = Vec::new();
     let mut n = 0;
     while Instant::now() < deadline {
-        let request = match plan.next_operation() {
-            Operation::Deposit { user, amount } => {
-                Request::Deposit { session: sessions[user].clone(), reference: format!("dep-{client}-{n}"), amount }
-            }
-            Operation::Order { user, price } => {
-                Request::Order { session: sessions[user].clone(), key: format!("ord-{client}-{n}"), price }
-            }
-            Operation::Register => {
-                Request::Register { key: format!("reg-{client}-{n}"), username: format!("c{client}n{n}") }
-            }
-        };
+        let request = request_for(plan.next_operation(), &sessions, client, n);
         n += 1;
         let outcome = driver.send(&request, Phase::Load).await;
         // Drawn whatever the answer, so the plan does not depend on timing.
@@ -348,7 +365,7 @@ async fn client_loop(
 
 /// Waits (bounded) until the recovery loops have nothing left to do;
 /// returns how long that took and what was left.
-async fn settle(urls: &DatabaseUrls, limit: Duration) -> Result<(Duration, Unfinished), String> {
+pub async fn settle(urls: &DatabaseUrls, limit: Duration) -> Result<(Duration, Unfinished), String> {
     let began = Instant::now();
     loop {
         let read = urls.clone();
@@ -409,7 +426,9 @@ async fn retry_indefinite(
     figures
 }
 
-fn expectations_of(intents: &[Intent]) -> Expectations {
+/// What the invariants expect of the store, from every request the
+/// clients made (all of them: the expectations are complete).
+pub fn expectations_of(intents: &[Intent]) -> Expectations {
     let mut e = Expectations { complete: true, ..Expectations::default() };
     for intent in intents {
         let answer = intent.outcome.answer();
@@ -549,30 +568,8 @@ impl fmt::Display for SoakReport {
                 .collect();
             writeln!(f, "  5xx explained by a fault: {}", parts.join("; "))?;
         }
-        let s = &self.stored;
-        writeln!(
-            f,
-            "  stored: {} users, {} orders ({} paid, {} rejected), {} ledger entries, {} letters",
-            s.users, s.orders, s.paid, s.rejected, s.ledger_entries, s.letters
-        )?;
+        writeln!(f, "  stored: {}", self.stored)?;
         writeln!(f, "  service logs: {}", self.log_dir.display())?;
-        if self.violations.is_empty() {
-            return writeln!(f, "  violations: none");
-        }
-        writeln!(f, "  VIOLATIONS: {}", self.violations.len())?;
-        let mut by_invariant: BTreeMap<&str, Vec<&Violation>> = BTreeMap::new();
-        for v in &self.violations {
-            by_invariant.entry(v.invariant).or_default().push(v);
-        }
-        for (invariant, found) in by_invariant {
-            writeln!(f, "    {invariant}: {}", found.len())?;
-            for v in found.iter().take(12) {
-                writeln!(f, "      {}", v.detail)?;
-            }
-            if found.len() > 12 {
-                writeln!(f, "      ... and {} more", found.len() - 12)?;
-            }
-        }
-        Ok(())
+        write!(f, "{}", invariants::Grouped(&self.violations))
     }
 }
