@@ -152,6 +152,21 @@ fresh_db() {
   PG_DBS+=("$1")
 }
 
+# The secrets the chart generates, made once per run in the work directory
+# (mode 0600): the services' shared credential (INTERNAL_API_TOKEN) and
+# user-service's signing key (Ed25519, PKCS#8 PEM). Sets CREDENTIAL and
+# SIGNING_KEY.
+service_secrets() {
+  SIGNING_KEY="$WORK/signing-key.pem"
+  if [ ! -s "$SIGNING_KEY" ]; then
+    ensure_commands openssl:openssl
+    (umask 077 && openssl genpkey -algorithm ed25519 -out "$SIGNING_KEY" &&
+      od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$WORK/internal-api-token") ||
+      die "could not make the signing key and the service credential"
+  fi
+  CREDENTIAL=$(cat "$WORK/internal-api-token")
+}
+
 # ------------------------------------------------------------- measuring
 # CPU ticks of every started service process, of PostgreSQL's processes
 # (all of them: the services' pool connections are long-lived) and of the
@@ -198,7 +213,7 @@ unfinished_orders() { q orders "SELECT count(*) FROM orders WHERE notified_at IS
 run_wrk() {
   local conns=$1 secs=$2 out=$3 delay=${4:-} threads=$WRK_THREADS
   [ "$conns" -lt "$threads" ] && threads=$conns
-  BENCH_IDS="$TOPO_DIR/ids.txt" BENCH_WRK_OUT="$out.json" BENCH_DELAY_MS="$delay" \
+  BENCH_TOKENS="$TOPO_DIR/tokens.txt" BENCH_WRK_OUT="$out.json" BENCH_DELAY_MS="$delay" \
     run_tracked wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 10s -s "$BENCH_DIR/orders.lua" \
     "$ORDERS_URL/orders" >"$out.txt" 2>&1 || die "wrk failed: $(tail -n 5 "$out.txt")"
   [ -s "$out.json" ] || die "wrk wrote no summary: $(tail -n 5 "$out.txt")"
@@ -224,8 +239,8 @@ declare -A SERVICE_PIDS SERVICE_URLS
 start_service() { # name logfile env... -- binary
   local name=$1 logfile=$2 pid
   shift 2
-  env RUST_LOG="$SERVICE_LOG" RECOVERY_INTERVAL_MS="$RECOVERY_MS" ${BENCH_POOL_SIZE:+DATABASE_POOL_SIZE=$BENCH_POOL_SIZE} "$@" \
-    >"$logfile" 2>&1 &
+  env RUST_LOG="$SERVICE_LOG" RECOVERY_INTERVAL_MS="$RECOVERY_MS" ${BENCH_POOL_SIZE:+DATABASE_POOL_SIZE=$BENCH_POOL_SIZE} \
+    INTERNAL_API_TOKEN="$CREDENTIAL" "$@" >"$logfile" 2>&1 &
   pid=$!
   track "$pid"
   SERVICE_PIDS[$name]=$pid
@@ -234,6 +249,7 @@ start_service() { # name logfile env... -- binary
 start_sqlite() {
   local port
   port=$(free_port)
+  service_secrets
   # The working directory is the run's own, so ./data is fresh too.
   (cd "$TOPO_DIR" && exec env \
     BIND_ADDR="127.0.0.1:$port" \
@@ -241,6 +257,7 @@ start_sqlite() {
     BILLING_DATABASE_URL="sqlite://$TOPO_DIR/billing.db" \
     ORDER_DATABASE_URL="sqlite://$TOPO_DIR/orders.db" \
     NOTIFICATION_DATABASE_URL="sqlite://$TOPO_DIR/notifications.db" \
+    INTERNAL_API_TOKEN="$CREDENTIAL" AUTH_SIGNING_KEY_FILE="$SIGNING_KEY" \
     RUST_LOG="$SERVICE_LOG" RECOVERY_INTERVAL_MS="$RECOVERY_MS" ${BENCH_POOL_SIZE:+DATABASE_POOL_SIZE=$BENCH_POOL_SIZE} \
     "$BIN/order-system") >"$TOPO_DIR/order-system.log" 2>&1 &
   local pid=$!
@@ -258,6 +275,7 @@ start_sqlite() {
 start_postgres() {
   local svc
   declare -A port_of
+  service_secrets
   for svc in users billing orders notifications; do
     [ "${1:-}" = existing ] || fresh_db "${DB_PREFIX}_$svc"
     port_of[$svc]=$(free_port)
@@ -265,13 +283,17 @@ start_postgres() {
   local url="postgres://$PGUSER@$PGHOST:$PGPORT/${DB_PREFIX}"
   local billing="http://127.0.0.1:${port_of[billing]}" notifications="http://127.0.0.1:${port_of[notifications]}"
   local users="http://127.0.0.1:${port_of[users]}" orders="http://127.0.0.1:${port_of[orders]}"
+  # billing and notification fetch user-service's key set when a token
+  # first needs it, so they may start before it.
   start_service billing-service "$TOPO_DIR/billing-service.log" \
-    BIND_ADDR="127.0.0.1:${port_of[billing]}" DATABASE_URL="${url}_billing$PG_URL_QUERY" "$BIN/billing-service"
+    BIND_ADDR="127.0.0.1:${port_of[billing]}" DATABASE_URL="${url}_billing$PG_URL_QUERY" USER_SERVICE_URL="$users" \
+    "$BIN/billing-service"
   start_service notification-service "$TOPO_DIR/notification-service.log" \
-    BIND_ADDR="127.0.0.1:${port_of[notifications]}" DATABASE_URL="${url}_notifications$PG_URL_QUERY" "$BIN/notification-service"
+    BIND_ADDR="127.0.0.1:${port_of[notifications]}" DATABASE_URL="${url}_notifications$PG_URL_QUERY" \
+    USER_SERVICE_URL="$users" "$BIN/notification-service"
   start_service user-service "$TOPO_DIR/user-service.log" \
     BIND_ADDR="127.0.0.1:${port_of[users]}" DATABASE_URL="${url}_users$PG_URL_QUERY" BILLING_SERVICE_URL="$billing" \
-    "$BIN/user-service"
+    AUTH_SIGNING_KEY_FILE="$SIGNING_KEY" "$BIN/user-service"
   start_service order-service "$TOPO_DIR/order-service.log" \
     BIND_ADDR="127.0.0.1:${port_of[orders]}" DATABASE_URL="${url}_orders$PG_URL_QUERY" USER_SERVICE_URL="$users" \
     BILLING_SERVICE_URL="$billing" NOTIFICATION_SERVICE_URL="$notifications" "$BIN/order-service"
@@ -303,29 +325,34 @@ verify() {
   local v="$TOPO_DIR/verify" bad="$TOPO_DIR/violations.txt"
   mkdir -p "$v"
   : >"$bad"
-  local orders pending unnotified paid paid_sum rejected deposits deposited_expected withdrawals withdrawals_n
-  local balances negative drift letters
+  local orders pending unnotified paid paid_sum rejected cancelled deposits deposited_expected withdrawals withdrawals_n
+  local refunds balances negative drift letters
   orders=$(q orders "SELECT count(*) FROM orders")
   pending=$(q orders "SELECT count(*) FROM orders WHERE status = 'pending'")
   unnotified=$(q orders "SELECT count(*) FROM orders WHERE notified_at IS NULL")
   paid=$(q orders "SELECT count(*) FROM orders WHERE status = 'paid'")
   paid_sum=$(q orders "SELECT COALESCE(SUM(price), 0) FROM orders WHERE status = 'paid'")
   rejected=$(q orders "SELECT count(*) FROM orders WHERE status = 'rejected'")
+  # The benchmark cancels nothing: an order cancelling or cancelled, or a
+  # refund, would be the system's own doing.
+  cancelled=$(q orders "SELECT count(*) FROM orders WHERE status IN ('cancelling', 'cancelled')")
   deposits=$(q billing "SELECT COALESCE(SUM(amount), 0) FROM ledger_entries WHERE kind = 'deposit'")
   deposited_expected=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["deposited_total"])' "$TOPO_DIR/seed.json")
   withdrawals=$(q billing "SELECT COALESCE(SUM(amount), 0) FROM ledger_entries WHERE kind = 'withdrawal'")
   withdrawals_n=$(q billing "SELECT count(*) FROM ledger_entries WHERE kind = 'withdrawal'")
+  refunds=$(q billing "SELECT COALESCE(SUM(amount), 0) FROM ledger_entries WHERE kind = 'refund'")
   balances=$(q billing "SELECT COALESCE(SUM(balance), 0) FROM accounts")
   negative=$(q billing "SELECT count(*) FROM accounts WHERE balance < 0")
-  # Every account's balance is its deposits less its withdrawals.
-  drift=$(q billing "SELECT count(*) FROM accounts a WHERE a.balance <> (SELECT COALESCE(SUM(CASE l.kind WHEN 'deposit' THEN l.amount ELSE -l.amount END), 0) FROM ledger_entries l WHERE l.user_id = a.user_id)")
+  # Every account's balance is its deposits and refunds less its withdrawals.
+  drift=$(q billing "SELECT count(*) FROM accounts a WHERE a.balance <> (SELECT COALESCE(SUM(CASE l.kind WHEN 'withdrawal' THEN -l.amount ELSE l.amount END), 0) FROM ledger_entries l WHERE l.user_id = a.user_id)")
   letters=$(q notifications "SELECT count(*) FROM notifications")
   # The sets that must match one to one, sorted the same way.
   q orders "SELECT 'order-' || id || '|' || user_id || '|' || price FROM orders WHERE status = 'paid'" | LC_ALL=C sort >"$v/paid_orders"
   q billing "SELECT reference || '|' || user_id || '|' || amount FROM ledger_entries WHERE kind = 'withdrawal'" | LC_ALL=C sort >"$v/withdrawals"
-  q orders "SELECT 'order-' || id || '|' || user_id || '|' || price FROM orders WHERE status = 'rejected'" | LC_ALL=C sort >"$v/rejected_orders"
-  q billing "SELECT reference || '|' || user_id || '|' || amount FROM declined_withdrawals" | LC_ALL=C sort >"$v/declined"
-  q orders "SELECT id || '|' || user_id || '|' || CASE status WHEN 'paid' THEN 'order_paid' ELSE 'order_rejected' END FROM orders WHERE status <> 'pending'" | LC_ALL=C sort >"$v/decided_orders"
+  # A rejected order's reason is its decline's (a voided payment would show).
+  q orders "SELECT 'order-' || id || '|' || user_id || '|' || price || '|' || COALESCE(failure_reason, '') FROM orders WHERE status = 'rejected'" | LC_ALL=C sort >"$v/rejected_orders"
+  q billing "SELECT reference || '|' || user_id || '|' || amount || '|' || reason FROM declined_withdrawals" | LC_ALL=C sort >"$v/declined"
+  q orders "SELECT id || '|' || user_id || '|' || CASE status WHEN 'paid' THEN 'order_paid' ELSE 'order_rejected' END FROM orders WHERE status IN ('paid', 'rejected')" | LC_ALL=C sort >"$v/decided_orders"
   q notifications "SELECT order_id || '|' || user_id || '|' || kind FROM notifications" | LC_ALL=C sort >"$v/letters"
   local wd_mismatch declined_mismatch letter_mismatch
   wd_mismatch=$(diff "$v/paid_orders" "$v/withdrawals" | grep -c '^[<>]' || true)
@@ -336,6 +363,7 @@ verify() {
 orders $orders
 paid $paid
 rejected $rejected
+cancelling_or_cancelled $cancelled
 pending $pending
 unnotified $unnotified
 paid_prices_sum $paid_sum
@@ -343,6 +371,7 @@ deposits_sum $deposits
 deposits_expected $deposited_expected
 withdrawals_sum $withdrawals
 withdrawals_count $withdrawals_n
+refunds_sum $refunds
 balances_sum $balances
 negative_balances $negative
 accounts_not_matching_their_ledger $drift
@@ -352,7 +381,9 @@ rejected_orders_without_matching_decline $declined_mismatch
 decided_orders_without_exactly_their_letter $letter_mismatch
 EOF
   [ "$deposits" = "$deposited_expected" ] || echo "deposits in the ledger ($deposits) differ from what was deposited ($deposited_expected)" >>"$bad"
-  [ $((deposits - balances)) = "$withdrawals" ] || echo "money not conserved: deposits - balances = $((deposits - balances)) but withdrawals = $withdrawals" >>"$bad"
+  [ $((deposits + refunds - balances)) = "$withdrawals" ] || echo "money not conserved: deposits + refunds - balances = $((deposits + refunds - balances)) but withdrawals = $withdrawals" >>"$bad"
+  [ "$refunds" = 0 ] || echo "refunds of $refunds though no order was cancelled" >>"$bad"
+  [ "$cancelled" = 0 ] || echo "$cancelled orders cancelling or cancelled though none was cancelled" >>"$bad"
   [ "$withdrawals" = "$paid_sum" ] || echo "withdrawals ($withdrawals) differ from the paid orders' prices ($paid_sum)" >>"$bad"
   [ "$withdrawals_n" = "$paid" ] || echo "$withdrawals_n withdrawals for $paid paid orders" >>"$bad"
   [ "$negative" = 0 ] || echo "$negative negative balances" >>"$bad"
@@ -391,7 +422,7 @@ run_topology() {
   esac
   log "$TOPO: seeding $USERS users through the API"
   run_tracked "$PY" "$BENCH_DIR/seed.py" --users-url "$USERS_URL" --billing-url "$BILLING_URL" \
-    --users "$USERS" --tag "$$$TOPO" --ids "$TOPO_DIR/ids.txt" >"$TOPO_DIR/seed.json" || die "seeding failed"
+    --users "$USERS" --tag "$$$TOPO" --tokens "$TOPO_DIR/tokens.txt" >"$TOPO_DIR/seed.json" || die "seeding failed"
   local c best=0
   for c in $LEVELS; do
     measure "c$c" "$c" "$SECONDS_PER_LEVEL"
@@ -438,15 +469,28 @@ EOF
 }
 
 # --------------------------------------------------------------- ceilings
+# A service's migrations in order, as service-kit runs them on PostgreSQL:
+# a block after "-- on sqlite only" is left out until "-- on both".
+postgres_migrations() {
+  awk '
+    FNR == 1 { keep = 1 }
+    { line = $0; gsub(/^[ \t]+|[ \t]+$/, "", line) }
+    line == "-- on postgresql only" { keep = 1; next }
+    line == "-- on sqlite only" { keep = 0; next }
+    line == "-- on both" { keep = 1; next }
+    keep
+  ' "$REPO_ROOT/$1-service/migrations/"*/up.sql
+}
+
 ceiling_postgres() {
   local db="${DB_PREFIX}_ceiling" dir="$WORK/ceiling-postgres" svc c jobs
   mkdir -p "$dir"
   fresh_db "$db"
   for svc in order billing notification; do
-    psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$REPO_ROOT/$svc-service/migrations/"*/up.sql >/dev/null
+    postgres_migrations "$svc" | psql -X -q -v ON_ERROR_STOP=1 -d "$db" >/dev/null
   done
   # user-service's idempotency table has the same name as order-service's.
-  sed 's/idempotency_keys/user_idempotency_keys/g' "$REPO_ROOT/user-service/migrations/"*/up.sql |
+  postgres_migrations user | sed 's/idempotency_keys/user_idempotency_keys/g' |
     psql -X -q -v ON_ERROR_STOP=1 -d "$db" >/dev/null
   psql -X -q -v ON_ERROR_STOP=1 -v users="$USERS" -d "$db" -f "$BENCH_DIR/ceiling/pg_seed.sql" >/dev/null
   psql -X -q -d postgres -c CHECKPOINT >/dev/null 2>&1 || true

@@ -1,9 +1,10 @@
 -- wrk script for bench/run.sh: every request is a POST /orders for a random
--- seeded user and a random price; responses are counted by status (and, for
--- 201, by the order's status); done() writes one JSON summary.
+-- seeded user and a random price, with that user's token; responses are
+-- counted by status (and, for 201, by the order's status); done() writes one
+-- JSON summary.
 --
 -- Environment (read in every wrk thread):
---   BENCH_IDS        file with the seeded user ids, one a line (required)
+--   BENCH_TOKENS     file with the seeded users, `id token` a line (required)
 --   BENCH_MIN_PRICE  smallest price in kopecks (default 100)
 --   BENCH_MAX_PRICE  largest price in kopecks (default 100000)
 --   BENCH_WRK_OUT    where done() writes its JSON (default: stdout)
@@ -21,9 +22,9 @@ function setup(thread)
 end
 
 local ids = {}
+local headers_of = {} -- per user: its token, and the content type
 local min_price = tonumber(os.getenv("BENCH_MIN_PRICE") or "100")
 local max_price = tonumber(os.getenv("BENCH_MAX_PRICE") or "100000")
-local headers = { ["Content-Type"] = "application/json" }
 
 -- Per-thread tallies, read by done() through thread:get().
 counts = {}
@@ -32,27 +33,28 @@ rejected = 0
 pending = 0
 
 function init(args)
-  local path = os.getenv("BENCH_IDS")
+  local path = os.getenv("BENCH_TOKENS")
   if not path then
-    error("BENCH_IDS is not set")
+    error("BENCH_TOKENS is not set")
   end
   for line in io.lines(path) do
-    local id = tonumber(line)
+    local id, token = line:match("^(%d+)%s+(%S+)$")
     if id then
-      table.insert(ids, id)
+      table.insert(ids, tonumber(id))
+      table.insert(headers_of, { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token })
     end
   end
   if #ids == 0 then
-    error("no user ids in " .. path)
+    error("no users in " .. path)
   end
   math.randomseed(os.time() * 1000 + (tid or 0) * 7919)
 end
 
 function request()
-  local uid = ids[math.random(#ids)]
+  local i = math.random(#ids)
   local price = math.random(min_price, max_price)
-  local body = '{"user_id":' .. uid .. ',"price":' .. price .. '}'
-  return wrk.format("POST", "/orders", headers, body)
+  local body = '{"user_id":' .. ids[i] .. ',"price":' .. price .. '}'
+  return wrk.format("POST", "/orders", headers_of[i], body)
 end
 
 function response(status, hdrs, body)

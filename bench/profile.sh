@@ -59,21 +59,23 @@ trace() {
   start_postgres existing
   RECOVERY_MS=$recovery
   run_tracked "$PY" "$BENCH_DIR/seed.py" --users-url "$USERS_URL" --billing-url "$BILLING_URL" \
-    --users 10 --tag "$$trace" --ids "$TOPO_DIR/ids.txt" >/dev/null
+    --users 10 --tag "$$trace" --tokens "$TOPO_DIR/tokens.txt" >/dev/null
   # Warm up (the first use of each statement prepares it; the pools open
-  # their connections), then trace.
+  # their connections; the services fetch the key set), then trace.
+  local uid token
+  read -r uid token <"$TOPO_DIR/tokens.txt"
   for _ in 1 2 3 4 5; do
     curl -fsS -o /dev/null -X POST "$ORDERS_URL/orders" -H 'content-type: application/json' \
-      -d "{\"user_id\":$(head -n1 "$TOPO_DIR/ids.txt"),\"price\":100}"
+      -H "authorization: Bearer $token" -d "{\"user_id\":$uid,\"price\":100}"
   done
   sleep 0.5
   before=$(stat -c %s "$PG_LOG")
-  local i uid
+  local i
   : >"$OUT/trace-client-seconds"
   for i in $(seq 1 "$TRACE_ORDERS"); do
-    uid=$(sed -n "$((i % 10 + 1))p" "$TOPO_DIR/ids.txt")
+    read -r uid token < <(sed -n "$((i % 10 + 1))p" "$TOPO_DIR/tokens.txt")
     curl -fsS -o /dev/null -w '%{time_total}\n' -X POST "$ORDERS_URL/orders" -H 'content-type: application/json' \
-      -d "{\"user_id\":$uid,\"price\":$((100 * i))}" >>"$OUT/trace-client-seconds"
+      -H "authorization: Bearer $token" -d "{\"user_id\":$uid,\"price\":$((100 * i))}" >>"$OUT/trace-client-seconds"
     sleep 0.2
   done
   sleep 0.5
@@ -134,7 +136,7 @@ under_load() {
   SERVICE_URLS=()
   if [ "$TOPO" = postgres ]; then start_postgres; else start_sqlite; fi
   run_tracked "$PY" "$BENCH_DIR/seed.py" --users-url "$USERS_URL" --billing-url "$BILLING_URL" \
-    --users "$USERS" --tag "$$load" --ids "$TOPO_DIR/ids.txt" >"$TOPO_DIR/seed.json"
+    --users "$USERS" --tag "$$load" --tokens "$TOPO_DIR/tokens.txt" >"$TOPO_DIR/seed.json"
   measure warmup 8 3
   if [ "$TOPO" = postgres ]; then
     # Idle backends publish their statistics within 10 s (PostgreSQL 15).

@@ -474,8 +474,9 @@ def render(args):
         "```",
         "",
         "It builds the release binaries, then for each topology starts the system on free loopback ports",
-        "with fresh databases, seeds users with balances through the API (`POST /users`, then a deposit),",
-        "drives `POST /orders` with [wrk](https://github.com/wg/wrk) at fixed concurrency levels, checks",
+        "with fresh databases, seeds users with balances through the API (`POST /users`, `POST /users/tokens`,",
+        "then a deposit), drives `POST /orders` (each with its user's token) with [wrk](https://github.com/wg/wrk)",
+        "at fixed concurrency levels, checks",
         "the databases, stops everything it started and drops what it created. Results go to",
         "`bench/results/<timestamp>.json` and `bench/results/latest.json`; this page and its plot are",
         "rendered from the latter. A run fails (non-zero exit, nothing published) on any non-2xx answer,",
@@ -550,10 +551,12 @@ def render(args):
             f"{t['grace_waited_s']} s of grace for the recovery loop):",
             "",
             f"- {v.get('orders')} orders: {v.get('paid')} paid, {v.get('rejected')} rejected, "
-            f"{v.get('pending')} pending, {v.get('unnotified')} not notified; {v.get('letters')} letters, "
+            f"{v.get('pending')} pending, {v.get('cancelling_or_cancelled', 0)} cancelling or cancelled, "
+            f"{v.get('unnotified')} not notified; {v.get('letters')} letters, "
             f"{v.get('decided_orders_without_exactly_their_letter')} decided orders without exactly their letter",
-            f"- money: deposits {v.get('deposits_sum')} − balances {v.get('balances_sum')} = "
-            f"{(v.get('deposits_sum') or 0) - (v.get('balances_sum') or 0)}; withdrawals {v.get('withdrawals_sum')}; "
+            f"- money: deposits {v.get('deposits_sum')} + refunds {v.get('refunds_sum', 0)} − balances "
+            f"{v.get('balances_sum')} = {(v.get('deposits_sum') or 0) + (v.get('refunds_sum') or 0) - (v.get('balances_sum') or 0)}; "
+            f"withdrawals {v.get('withdrawals_sum')}; "
             f"paid prices {v.get('paid_prices_sum')}; {v.get('paid_orders_without_matching_withdrawal')} paid orders "
             f"without their withdrawal, {v.get('rejected_orders_without_matching_decline')} rejected without their "
             f"declined withdrawal, {v.get('accounts_not_matching_their_ledger')} accounts off their ledger",

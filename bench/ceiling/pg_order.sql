@@ -2,19 +2,26 @@
 -- transaction by transaction as the four services issue it (see
 -- bench/README.md), against one scratch database that holds all their
 -- tables. tps = orders/s: the most the database alone allows.
+-- Checking the caller's token is no database work (each service verifies
+-- it against user-service's key set, fetched once and cached), so nothing
+-- here stands for it.
 -- Variables: -D first=<lowest user id> -D last=<highest user id>.
 -- -M prepared needs explicit casts on every variable.
 \set uid random(:first, :last)
 \set price random(100, 100000)
+-- the order saga's lease token: its writes are conditional on it
+\set token random(1, 1000000000000)
 
--- user-service, GET /users/{id}
+-- user-service, GET /internal/users/{id} (the e-mail for the letter)
 SELECT id, username, email, first_name, last_name, phone, created_at
   FROM users WHERE id = :uid::bigint AND status = 'active' LIMIT 1;
 
--- order-service, open the order (one INSERT, no transaction around it)
-INSERT INTO orders (user_id, price, status, lease_until, created_at, updated_at)
-  VALUES (:uid::bigint, :price::bigint, 'pending', now() + interval '10 seconds', now(), now())
-  RETURNING id AS oid, user_id, price, status, failure_reason, notified_at, created_at, updated_at \gset
+-- order-service, open the order leased to this request (one INSERT, no
+-- transaction around it: the order has no Idempotency-Key)
+INSERT INTO orders (user_id, price, status, lease_until, lease_token, created_at, updated_at)
+  VALUES (:uid::bigint, :price::bigint, 'pending', now() + interval '10 seconds', :token::bigint, now(), now())
+  RETURNING id AS oid, user_id, price, status, failure_reason, notified_at, attempts, letter_refusal, lease_token,
+            refunded, created_at, updated_at \gset
 
 -- billing-service, POST /internal/billing/accounts/{id}/withdraw: one
 -- transaction: lock the account row, then read the reference's earlier
@@ -22,7 +29,7 @@ INSERT INTO orders (user_id, price, status, lease_until, created_at, updated_at)
 -- committed), the conditional UPDATE, then the ledger row (or the declined row)
 BEGIN;
 SELECT 1 FROM accounts WHERE user_id = :uid::bigint FOR UPDATE;
-SELECT e.id, e.kind, e.amount, e.balance_after, e.created_at, d.amount, d.balance
+SELECT e.id, e.kind, e.amount, e.balance_after, e.created_at, d.amount, d.balance, d.reason
   FROM accounts a
   LEFT JOIN ledger_entries e ON e.user_id = a.user_id AND e.reference = 'order-' || :oid::bigint
   LEFT JOIN declined_withdrawals d ON d.user_id = a.user_id AND d.reference = 'order-' || :oid::bigint
@@ -41,13 +48,15 @@ INSERT INTO declined_withdrawals (user_id, reference, amount, balance, created_a
 \endif
 COMMIT;
 
--- order-service, record the decision (conditional on still pending)
+-- order-service, record the decision (conditional on still pending and on
+-- the lease; no transaction around it: no key's answer to store with it)
 UPDATE orders
    SET status = CASE WHEN :paid::int = 1 THEN 'paid' ELSE 'rejected' END,
        failure_reason = CASE WHEN :paid::int = 1 THEN NULL ELSE 'insufficient_funds' END,
-       updated_at = now()
- WHERE id = :oid::bigint AND status = 'pending'
- RETURNING id, user_id, price, status, failure_reason, notified_at, created_at, updated_at;
+       attempts = 0, updated_at = now()
+ WHERE id = :oid::bigint AND status = 'pending' AND lease_token = :token::bigint
+ RETURNING id, user_id, price, status, failure_reason, notified_at, attempts, letter_refusal, lease_token, refunded,
+           created_at, updated_at;
 
 -- notification-service, POST /internal/notifications: store once
 INSERT INTO notifications (user_id, order_id, kind, email, subject, body, created_at)
@@ -57,6 +66,10 @@ INSERT INTO notifications (user_id, order_id, kind, email, subject, body, create
   ON CONFLICT DO NOTHING
   RETURNING id, user_id, order_id, kind, email, subject, body, created_at;
 
--- order-service, mark the order notified
-UPDATE orders SET notified_at = now(), lease_until = NULL WHERE id = :oid::bigint AND notified_at IS NULL
-  RETURNING id, user_id, price, status, failure_reason, notified_at, created_at, updated_at;
+-- order-service, mark the order notified and free it (conditional on its
+-- status and on the lease)
+UPDATE orders SET notified_at = now(), letter_refusal = NULL, lease_until = NULL, lease_token = NULL
+ WHERE id = :oid::bigint AND notified_at IS NULL
+   AND status = CASE WHEN :paid::int = 1 THEN 'paid' ELSE 'rejected' END AND lease_token = :token::bigint
+ RETURNING id, user_id, price, status, failure_reason, notified_at, attempts, letter_refusal, lease_token, refunded,
+           created_at, updated_at;

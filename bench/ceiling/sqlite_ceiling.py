@@ -6,6 +6,8 @@ services' pragmas), run by N threads (N = concurrency) each with its own
 connections to the four database files, for a fixed time. Nothing else runs:
 orders/s here is the most the SQLite files allow on this machine (with
 Python's per-statement overhead; sqlite3 releases the GIL while it works).
+Checking the caller's token is no database work (the key set is fetched once
+and cached), so nothing here stands for it.
 
 Prints one JSON object: {"levels": [{"concurrency", "orders", "seconds",
 "orders_per_s", "latency_ms": {...}, "errors"}]}. Standard library only.
@@ -52,6 +54,20 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def sqlite_blocks(sql: str) -> str:
+    """The lines service-kit runs on SQLite: the shared ones and the blocks
+    after "-- on sqlite only" (a block after "-- on postgresql only" is left
+    out until "-- on both")."""
+    keep, out = True, []
+    for line in sql.splitlines():
+        marker = line.strip()
+        if marker in ("-- on postgresql only", "-- on sqlite only", "-- on both"):
+            keep = marker != "-- on postgresql only"
+        elif keep:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def create(directory: str, repo: str, users: int) -> None:
     """The four databases with the services' migrations (translated the way
     service-kit translates them) and `users` active users with accounts."""
@@ -61,7 +77,7 @@ def create(directory: str, repo: str, users: int) -> None:
         conn = connect(os.path.join(directory, f"{db}.db"))
         for name in sorted(os.listdir(migrations)):
             with open(os.path.join(migrations, name, "up.sql")) as f:
-                conn.executescript(f.read().replace(PG_IDENTITY, SQLITE_IDENTITY))
+                conn.executescript(sqlite_blocks(f.read()).replace(PG_IDENTITY, SQLITE_IDENTITY))
         conn.close()
     ts = now()
     conn = connect(os.path.join(directory, "users.db"))
@@ -87,11 +103,16 @@ def create(directory: str, repo: str, users: int) -> None:
     conn.close()
 
 
-ORDER_COLUMNS = "id, user_id, price, status, failure_reason, notified_at, created_at, updated_at"
+ORDER_COLUMNS = (
+    "id, user_id, price, status, failure_reason, notified_at, attempts, letter_refusal, lease_token, refunded, "
+    "created_at, updated_at"
+)
 # billing's one statement that reads a reference's earlier answer (the
-# account row joined with its ledger entry or declined withdrawal)
+# account row joined with its ledger entry or declined withdrawal); on SQLite
+# BEGIN IMMEDIATE has locked the file already, so no statement locks the
+# account first as on PostgreSQL
 RECALL = (
-    "SELECT e.id, e.kind, e.amount, e.balance_after, e.created_at, d.amount, d.balance FROM accounts a "
+    "SELECT e.id, e.kind, e.amount, e.balance_after, e.created_at, d.amount, d.balance, d.reason FROM accounts a "
     "LEFT JOIN ledger_entries e ON e.user_id = a.user_id AND e.reference = ?2 "
     "LEFT JOIN declined_withdrawals d ON d.user_id = a.user_id AND d.reference = ?2 WHERE a.user_id = ?1"
 )
@@ -112,17 +133,20 @@ class Worker:
     def one_order(self, first: int, last: int) -> None:
         uid = self.random.randint(first, last)
         price = self.random.randint(100, 100_000)
-        # user-service: GET /users/{id}
+        # the order saga's lease: its writes are conditional on the token
+        token = self.random.randint(-(2**63), 2**63 - 1)
+        # user-service: GET /internal/users/{id} (the e-mail for the letter)
         self.users.execute(
             "SELECT id, username, email, first_name, last_name, phone, created_at FROM users "
             "WHERE id = ? AND status = 'active' LIMIT 1",
             (uid,),
         ).fetchall()
-        # order-service: open the order (one INSERT, no transaction around it)
+        # order-service: open the order leased to this request (one INSERT, no
+        # transaction around it: the order has no Idempotency-Key)
         oid = self.orders.execute(
-            "INSERT INTO orders (user_id, price, status, lease_until, created_at, updated_at) "
-            f"VALUES (?, ?, 'pending', ?, ?, ?) RETURNING {ORDER_COLUMNS}",
-            (uid, price, later(10), now(), now()),
+            "INSERT INTO orders (user_id, price, status, lease_until, lease_token, created_at, updated_at) "
+            f"VALUES (?, ?, 'pending', ?, ?, ?, ?) RETURNING {ORDER_COLUMNS}",
+            (uid, price, later(10), token, now(), now()),
         ).fetchone()[0]
         # billing-service: the withdrawal, one transaction
         b = self.billing
@@ -156,12 +180,13 @@ class Worker:
         except BaseException:
             b.execute("ROLLBACK")
             raise
-        # order-service: record the decision
+        # order-service: record the decision (conditional on still pending and
+        # on the lease; no transaction around it: no key's answer to store)
         status, reason = ("paid", None) if paid else ("rejected", "insufficient_funds")
         self.orders.execute(
-            "UPDATE orders SET status = ?, failure_reason = ?, updated_at = ? WHERE id = ? AND status = 'pending' "
-            f"RETURNING {ORDER_COLUMNS}",
-            (status, reason, now(), oid),
+            "UPDATE orders SET status = ?, failure_reason = ?, attempts = 0, updated_at = ? "
+            f"WHERE id = ? AND status = 'pending' AND lease_token = ? RETURNING {ORDER_COLUMNS}",
+            (status, reason, now(), oid, token),
         ).fetchall()
         # notification-service: store the letter once
         kind = "order_paid" if paid else "order_rejected"
@@ -172,11 +197,12 @@ class Worker:
             (uid, oid, kind, "bench@example.com", f"Order #{oid} is {status}",
              f"Your order #{oid} for {price / 100:.2f} is {status}.", now()),
         ).fetchall()
-        # order-service: mark notified
+        # order-service: mark notified and free the order (conditional on its
+        # status and on the lease)
         self.orders.execute(
-            "UPDATE orders SET notified_at = ?, lease_until = NULL WHERE id = ? AND notified_at IS NULL "
-            f"RETURNING {ORDER_COLUMNS}",
-            (now(), oid),
+            "UPDATE orders SET notified_at = ?, letter_refusal = NULL, lease_until = NULL, lease_token = NULL "
+            f"WHERE id = ? AND notified_at IS NULL AND status = ? AND lease_token = ? RETURNING {ORDER_COLUMNS}",
+            (now(), oid, status, token),
         ).fetchall()
 
     def close(self) -> None:
