@@ -28,7 +28,7 @@ INSERT INTO orders (user_id, price, status, lease_until, lease_token, created_at
 -- answer (a statement of its own, so it sees what the lock's previous holder
 -- committed), the conditional UPDATE, then the ledger row (or the declined row)
 BEGIN;
-SELECT 1 FROM accounts WHERE user_id = :uid::bigint FOR UPDATE;
+SELECT user_id FROM accounts WHERE user_id = :uid::bigint FOR UPDATE;
 SELECT e.id, e.kind, e.amount, e.balance_after, e.created_at, d.amount, d.balance, d.reason
   FROM accounts a
   LEFT JOIN ledger_entries e ON e.user_id = a.user_id AND e.reference = 'order-' || :oid::bigint

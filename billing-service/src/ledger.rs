@@ -123,6 +123,14 @@ macro_rules! recall_sql {
     };
 }
 
+/// The account row locked, read back.
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = BigInt)]
+    #[allow(dead_code)]
+    user_id: i64,
+}
+
 #[derive(QueryableByName)]
 struct RecallRow {
     #[diesel(sql_type = Nullable<BigInt>)]
@@ -355,8 +363,14 @@ macro_rules! ledger {
             fn recall(&mut self, user_id: i64, reference: &str) -> QueryResult<Recall> {
                 let lock: Option<&str> = $lock_sql;
                 if let Some(lock) = lock {
-                    let locked = diesel::sql_query(lock).bind::<BigInt, _>(user_id).prepared().execute(self)?;
-                    if locked == 0 {
+                    // Read back (not `execute`): diesel keeps a statement
+                    // prepared only on the paths that load rows.
+                    let locked = diesel::sql_query(lock)
+                        .bind::<BigInt, _>(user_id)
+                        .prepared()
+                        .get_result::<Locked>(self)
+                        .optional()?;
+                    if locked.is_none() {
                         return Ok(Recall::NoAccount);
                     }
                 }
@@ -372,5 +386,9 @@ macro_rules! ledger {
     };
 }
 
-ledger!(diesel::PgConnection, Some("SELECT 1 FROM accounts WHERE user_id = $1 FOR UPDATE"), recall_sql!("$1", "$2"));
+ledger!(
+    diesel::PgConnection,
+    Some("SELECT user_id FROM accounts WHERE user_id = $1 FOR UPDATE"),
+    recall_sql!("$1", "$2")
+);
 ledger!(diesel::SqliteConnection, None, recall_sql!("?1", "?2"));

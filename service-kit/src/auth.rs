@@ -12,6 +12,7 @@
 //!   ([`Endpoint`]); the guard in front of it answers 401 (and 403 for
 //!   another user's id in the path or query) before anything else runs.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -270,35 +271,55 @@ impl TokenKeys {
 /// names a `kid` it does not hold (at most every few seconds).
 pub struct PublishedKeys {
     users: Peer,
-    fetched: tokio::sync::Mutex<Option<(JwkSet, Instant)>>,
+    /// The keys of the last set fetched, ready to check with, and when it
+    /// was fetched. Read by every request without waiting on a fetch.
+    known: std::sync::RwLock<Option<(HashMap<String, DecodingKey>, Instant)>>,
+    /// Held across a fetch: one at a time.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl PublishedKeys {
     pub fn new(users: Peer) -> PublishedKeys {
-        PublishedKeys { users, fetched: tokio::sync::Mutex::new(None) }
+        PublishedKeys { users, known: std::sync::RwLock::new(None), fetching: tokio::sync::Mutex::new(()) }
+    }
+
+    /// The key named `kid`, and whether a set was there to look in.
+    fn lookup(&self, kid: &str) -> (Option<DecodingKey>, Option<Instant>) {
+        let known = self.known.read().expect("key set lock");
+        match known.as_ref() {
+            Some((keys, at)) => (keys.get(kid).cloned(), Some(*at)),
+            None => (None, None),
+        }
     }
 
     async fn key(&self, kid: &str) -> Result<DecodingKey, TokenError> {
         let unknown = || TokenError::Invalid("unknown kid".into());
-        // Held across the fetch: one fetch at a time.
-        let mut fetched = self.fetched.lock().await;
-        if let Some((set, at)) = fetched.as_ref() {
-            if let Some(jwk) = set.find(kid) {
-                return DecodingKey::from_jwk(jwk).map_err(|e| TokenError::Invalid(e.to_string()));
-            }
-            if at.elapsed() < REFETCH_AFTER {
-                return Err(unknown());
-            }
+        if let (Some(key), _) = self.lookup(kid) {
+            return Ok(key);
+        }
+        let _one_fetch = self.fetching.lock().await;
+        // Someone may have fetched while this request waited.
+        let (key, fetched_at) = self.lookup(kid);
+        if let Some(key) = key {
+            return Ok(key);
+        }
+        if fetched_at.is_some_and(|at| at.elapsed() < REFETCH_AFTER) {
+            return Err(unknown());
         }
         match self.fetch().await {
             Ok(set) => {
-                let key = set.find(kid).map(DecodingKey::from_jwk);
-                *fetched = Some((set, Instant::now()));
-                key.ok_or_else(unknown)?.map_err(|e| TokenError::Invalid(e.to_string()))
+                let keys: HashMap<String, DecodingKey> = set
+                    .keys
+                    .iter()
+                    .filter_map(|jwk| Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?)))
+                    .collect();
+                let key = keys.get(kid).cloned();
+                *self.known.write().expect("key set lock") = Some((keys, Instant::now()));
+                key.ok_or_else(unknown)
             }
             // A stale set still judges the kids it knows (above); a token
             // with a new kid cannot be judged yet.
-            Err(e) if fetched.is_some() => {
+            Err(e) if fetched_at.is_some() => {
                 log::warn!("cannot refresh the key set: {e}");
                 Err(unknown())
             }
