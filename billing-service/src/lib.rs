@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix_web::web;
 use service_kit::auth::{Access, Endpoint, Gatekeeper, Named};
 use service_kit::config::{BaseUrl, CommonSettings, ConfigError, Fallbacks};
-use service_kit::db::{self, DatabaseSetupError, DbPool, Migrations, SqlMigration};
+use service_kit::db::{self, DatabaseSetupError, DbPool, Migrations};
 use service_kit::server::Service;
 use service_kit::{time, with_backend};
 use utoipa::OpenApi;
@@ -22,18 +22,8 @@ use crate::ledger::{Account, Entry, Ledger, Receipt, Settlement};
 
 pub const NAME: &str = "billing-service";
 
-pub static MIGRATIONS: Migrations = Migrations(&[
-    SqlMigration {
-        name: "2026-11-25-000001_create_accounts",
-        up: include_str!("../migrations/2026-11-25-000001_create_accounts/up.sql"),
-        down: include_str!("../migrations/2026-11-25-000001_create_accounts/down.sql"),
-    },
-    SqlMigration {
-        name: "2026-12-02-000001_refunds_and_voids",
-        up: include_str!("../migrations/2026-12-02-000001_refunds_and_voids/up.sql"),
-        down: include_str!("../migrations/2026-12-02-000001_refunds_and_voids/down.sql"),
-    },
-]);
+pub static MIGRATIONS: Migrations =
+    service_kit::migrations!["2026-11-25-000001_create_accounts", "2026-12-02-000001_refunds_and_voids"];
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use actix_web::web;
 use service_kit::auth::{Access, Endpoint, Gatekeeper, Named};
 use service_kit::config::{self, BaseUrl, CommonSettings, ConfigError, Fallbacks, Millis};
-use service_kit::db::{self, DatabaseSetupError, Migrations, SqlMigration};
+use service_kit::db::{self, DatabaseSetupError, Migrations};
 use service_kit::peer::{self, Peer};
 use service_kit::server::{Service, Shutdown};
 use utoipa::OpenApi;
@@ -25,23 +25,11 @@ use crate::saga::OrderSaga;
 
 pub const NAME: &str = "order-service";
 
-pub static MIGRATIONS: Migrations = Migrations(&[
-    SqlMigration {
-        name: "2026-11-25-000001_create_orders",
-        up: include_str!("../migrations/2026-11-25-000001_create_orders/up.sql"),
-        down: include_str!("../migrations/2026-11-25-000001_create_orders/down.sql"),
-    },
-    SqlMigration {
-        name: "2026-12-02-000001_saga_states_and_leases",
-        up: include_str!("../migrations/2026-12-02-000001_saga_states_and_leases/up.sql"),
-        down: include_str!("../migrations/2026-12-02-000001_saga_states_and_leases/down.sql"),
-    },
-    SqlMigration {
-        name: "2026-12-02-000002_cancellations",
-        up: include_str!("../migrations/2026-12-02-000002_cancellations/up.sql"),
-        down: include_str!("../migrations/2026-12-02-000002_cancellations/down.sql"),
-    },
-]);
+pub static MIGRATIONS: Migrations = service_kit::migrations![
+    "2026-11-25-000001_create_orders",
+    "2026-12-02-000001_saga_states_and_leases",
+    "2026-12-02-000002_cancellations",
+];
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use actix_web::web;
 use service_kit::auth::{Access, Endpoint, Gatekeeper, JWKS_PATH, Named, SigningKey, TokenKeys};
 use service_kit::config::{self, BaseUrl, CommonSettings, ConfigError, Fallbacks, Millis};
-use service_kit::db::{self, DatabaseSetupError, Migrations, SqlMigration};
+use service_kit::db::{self, DatabaseSetupError, Migrations};
 use service_kit::peer::{self, Peer, RetryPolicy};
 use service_kit::server::{Service, Shutdown};
 use utoipa::OpenApi;
@@ -28,18 +28,8 @@ use crate::sign_in::SignIn;
 
 pub const NAME: &str = "user-service";
 
-pub static MIGRATIONS: Migrations = Migrations(&[
-    SqlMigration {
-        name: "2026-11-25-000001_create_users",
-        up: include_str!("../migrations/2026-11-25-000001_create_users/up.sql"),
-        down: include_str!("../migrations/2026-11-25-000001_create_users/down.sql"),
-    },
-    SqlMigration {
-        name: "2026-12-02-000001_passwords_and_sign_in_failures",
-        up: include_str!("../migrations/2026-12-02-000001_passwords_and_sign_in_failures/up.sql"),
-        down: include_str!("../migrations/2026-12-02-000001_passwords_and_sign_in_failures/down.sql"),
-    },
-]);
+pub static MIGRATIONS: Migrations =
+    service_kit::migrations!["2026-11-25-000001_create_users", "2026-12-02-000001_passwords_and_sign_in_failures"];
 
 #[derive(Debug, Clone)]
 pub struct Settings {
