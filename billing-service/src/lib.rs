@@ -8,6 +8,7 @@ pub mod schema;
 
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use actix_web::web;
 use service_kit::auth::{Access, Endpoint, Gatekeeper, Named};
 use service_kit::config::{BaseUrl, CommonSettings, ConfigError, Fallbacks};
@@ -127,13 +128,19 @@ pub fn endpoints() -> Vec<Endpoint> {
     use routes::{accounts, internal};
     let own = Access::OwnUser(Named::Path("user_id"));
     vec![
-        Endpoint::get("/billing/accounts/{user_id}", own, accounts::get_account),
-        Endpoint::post("/billing/accounts/{user_id}/deposit", own, accounts::deposit),
-        Endpoint::post("/billing/accounts/{user_id}/withdraw", own, accounts::withdraw),
-        Endpoint::get("/billing/accounts/{user_id}/transactions", own, accounts::list_transactions),
-        Endpoint::post("/internal/billing/accounts", Access::Internal, internal::open_account),
-        Endpoint::post("/internal/billing/accounts/{user_id}/withdraw", Access::Internal, internal::pay_order),
-        Endpoint::post(
+        Endpoint::new(Method::GET, "/billing/accounts/{user_id}", own, accounts::get_account),
+        Endpoint::new(Method::POST, "/billing/accounts/{user_id}/deposit", own, accounts::deposit),
+        Endpoint::new(Method::POST, "/billing/accounts/{user_id}/withdraw", own, accounts::withdraw),
+        Endpoint::new(Method::GET, "/billing/accounts/{user_id}/transactions", own, accounts::list_transactions),
+        Endpoint::new(Method::POST, "/internal/billing/accounts", Access::Internal, internal::open_account),
+        Endpoint::new(
+            Method::POST,
+            "/internal/billing/accounts/{user_id}/withdraw",
+            Access::Internal,
+            internal::pay_order,
+        ),
+        Endpoint::new(
+            Method::POST,
             "/internal/billing/accounts/{user_id}/cancel-payment",
             Access::Internal,
             internal::cancel_payment,

@@ -8,6 +8,7 @@ pub mod schema;
 
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use actix_web::web;
 use service_kit::auth::{Access, Endpoint, Gatekeeper, Named};
 use service_kit::config::{BaseUrl, CommonSettings, ConfigError, Fallbacks};
@@ -87,8 +88,8 @@ pub struct ApiDoc;
 /// Every route with who may call it.
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
-        Endpoint::get("/notifications", Access::OwnUser(Named::Query("user_id")), routes::list),
-        Endpoint::post("/internal/notifications", Access::Internal, routes::send),
+        Endpoint::new(Method::GET, "/notifications", Access::OwnUser(Named::Query("user_id")), routes::list),
+        Endpoint::new(Method::POST, "/internal/notifications", Access::Internal, routes::send),
     ]
 }
 

@@ -12,6 +12,7 @@ pub mod schema;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::Method;
 use actix_web::web;
 use service_kit::auth::{Access, Endpoint, Gatekeeper, Named};
 use service_kit::config::{self, BaseUrl, CommonSettings, ConfigError, Fallbacks, Millis};
@@ -81,10 +82,10 @@ pub struct ApiDoc;
 /// Every route with who may call it.
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
-        Endpoint::post("/orders", Access::User, routes::create_order),
-        Endpoint::get("/orders", Access::OwnUser(Named::Query("user_id")), routes::list_orders),
-        Endpoint::get("/orders/{id}", Access::User, routes::get_order),
-        Endpoint::post("/orders/{id}/cancel", Access::User, routes::cancel_order),
+        Endpoint::new(Method::POST, "/orders", Access::User, routes::create_order),
+        Endpoint::new(Method::GET, "/orders", Access::OwnUser(Named::Query("user_id")), routes::list_orders),
+        Endpoint::new(Method::GET, "/orders/{id}", Access::User, routes::get_order),
+        Endpoint::new(Method::POST, "/orders/{id}/cancel", Access::User, routes::cancel_order),
     ]
 }
 

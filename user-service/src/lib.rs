@@ -14,6 +14,7 @@ pub mod sign_in;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::Method;
 use actix_web::web;
 use service_kit::auth::{Access, Endpoint, Gatekeeper, JWKS_PATH, Named, SigningKey, TokenKeys};
 use service_kit::config::{self, BaseUrl, CommonSettings, ConfigError, Fallbacks, Millis};
@@ -101,11 +102,11 @@ pub struct ApiDoc;
 /// Every route with who may call it.
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
-        Endpoint::post("/users", Access::Open, routes::create_user),
-        Endpoint::post("/users/tokens", Access::Open, routes::sign_in),
-        Endpoint::get(JWKS_PATH, Access::Open, routes::jwks),
-        Endpoint::get("/users/{id}", Access::OwnUser(Named::Path("id")), routes::get_user),
-        Endpoint::get("/internal/users/{id}", Access::Internal, routes::get_user_internal),
+        Endpoint::new(Method::POST, "/users", Access::Open, routes::create_user),
+        Endpoint::new(Method::POST, "/users/tokens", Access::Open, routes::sign_in),
+        Endpoint::new(Method::GET, JWKS_PATH, Access::Open, routes::jwks),
+        Endpoint::new(Method::GET, "/users/{id}", Access::OwnUser(Named::Path("id")), routes::get_user),
+        Endpoint::new(Method::GET, "/internal/users/{id}", Access::Internal, routes::get_user_internal),
     ]
 }
 
