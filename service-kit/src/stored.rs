@@ -147,13 +147,7 @@ mod tests {
         assert_eq!(raw, "dark_blue");
         diesel::sql_query("INSERT INTO paint VALUES (2, 'green')").execute(&mut conn).unwrap();
         let unknown = paint::table.find(2).select(paint::colour).first::<Colour>(&mut conn);
-        let err = unknown.unwrap_err();
-        let mut chain = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            chain = format!("{chain}: {cause}");
-            source = cause.source();
-        }
+        let chain = crate::problem::chain(&unknown.unwrap_err());
         assert!(chain.contains("unknown colour 'green'"), "{chain}");
     }
 }
