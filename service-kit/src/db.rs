@@ -514,6 +514,20 @@ pub enum StorageError {
     Cancelled,
 }
 
+/// `From<diesel::result::Error>` for a service's error that has a
+/// `From<StorageError>`: `?` on a query makes a failed query its storage
+/// error.
+#[macro_export]
+macro_rules! from_query_error {
+    ($error:ty) => {
+        impl From<::diesel::result::Error> for $error {
+            fn from(e: ::diesel::result::Error) -> Self {
+                <$error>::from($crate::db::StorageError::Query(e))
+            }
+        }
+    };
+}
+
 impl From<&StorageError> for crate::Problem {
     fn from(e: &StorageError) -> Self {
         match e {
