@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use actix_web::web::{self, Json, Query};
 use serde::{Deserialize, Serialize};
 use service_kit::body::JsonObject;
-use service_kit::ids::UserIdQuery;
+use service_kit::ids::{UserIdQuery, UserIdQueryRefusal};
 use service_kit::problem::{BodyRefusals, ProblemType};
 use service_kit::{Problem, time};
 use utoipa::ToSchema;
@@ -98,7 +98,7 @@ pub struct LetterRequest {
     params(UserIdQuery),
     responses(
         (status = 200, description = "The letters, newest first", body = Vec<LetterBody>),
-        (status = 400, description = "`user_id` is missing or not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
+        UserIdQueryRefusal,
     )
 )]
 pub async fn list(

@@ -4,7 +4,7 @@ use actix_web::web::{self, Json, Path};
 use serde::Deserialize;
 use service_kit::Problem;
 use service_kit::body::JsonObject;
-use service_kit::ids::Id;
+use service_kit::ids::{Id, IdRefusal};
 use service_kit::money::Amount;
 use service_kit::problem::BodyRefusals;
 use utoipa::ToSchema;
@@ -48,7 +48,7 @@ impl MoneyRequest {
     params(("user_id" = i64, Path, minimum = 1, example = 1, description = "The account's user id")),
     responses(
         (status = 200, description = "The account", body = AccountBody),
-        (status = 400, description = "The id is not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
+        IdRefusal,
         (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -120,7 +120,7 @@ pub async fn withdraw(
     params(("user_id" = i64, Path, minimum = 1, example = 1, description = "The account's user id")),
     responses(
         (status = 200, description = "The ledger, newest first", body = Vec<EntryBody>),
-        (status = 400, description = "The id is not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
+        IdRefusal,
         (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
     )
 )]
