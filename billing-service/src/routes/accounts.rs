@@ -9,7 +9,7 @@ use service_kit::money::Amount;
 use service_kit::problem::BodyRefusals;
 use utoipa::ToSchema;
 
-use super::{AccountBody, EntryBody, ReceiptBody, WithdrawalAnswers};
+use super::{AccountBody, EntryBody, NoAccount, ReceiptBody, WithdrawalAnswers};
 use crate::Billing;
 use crate::domain::{Caller, EntryKind, Movement, Reference};
 use crate::error::BillingError;
@@ -49,7 +49,7 @@ impl MoneyRequest {
     responses(
         (status = 200, description = "The account", body = AccountBody),
         IdRefusal,
-        (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
+        NoAccount,
     )
 )]
 pub async fn get_account(billing: web::Data<Billing>, user_id: Path<Id>) -> Result<Json<AccountBody>, BillingError> {
@@ -70,7 +70,7 @@ pub async fn get_account(billing: web::Data<Billing>, user_id: Path<Id>) -> Resu
     responses(
         (status = 200, description = "Deposited (or the original result of this reference)", body = ReceiptBody),
         (status = 400, description = "The body or the id is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
+        NoAccount,
         (status = 422, description = "Invalid amount or reference, reference reused, or the balance would overflow", body = Problem, content_type = "application/problem+json"),
         BodyRefusals,
     )
@@ -121,7 +121,7 @@ pub async fn withdraw(
     responses(
         (status = 200, description = "The ledger, newest first", body = Vec<EntryBody>),
         IdRefusal,
-        (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
+        NoAccount,
     )
 )]
 pub async fn list_transactions(

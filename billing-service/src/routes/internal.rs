@@ -11,7 +11,7 @@ use service_kit::problem::BodyRefusals;
 use utoipa::ToSchema;
 
 use super::accounts::MoneyRequest;
-use super::{AccountBody, ReceiptBody, SettlementBody, WithdrawalAnswers};
+use super::{AccountBody, NoAccount, ReceiptBody, SettlementBody, WithdrawalAnswers};
 use crate::Billing;
 use crate::domain::{Caller, EntryKind, Reference};
 use crate::error::BillingError;
@@ -124,7 +124,7 @@ pub struct CancelPaymentRequest {
     responses(
         (status = 200, description = "Settled: refunded, or nothing charged", body = SettlementBody),
         (status = 400, description = "The body or the id is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
+        NoAccount,
         (status = 422, description = "Not an order payment's reference, or the reference was used for something else", body = Problem, content_type = "application/problem+json"),
         BodyRefusals,
     )
