@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::body::JsonObject;
 use service_kit::idempotency::{KeyHeader, StoredResponse};
 use service_kit::ids::Id;
-use service_kit::problem::{BodyRefusals, ProblemType};
+use service_kit::problem::{BodyRefusals, MalformedBody, ProblemType};
 use service_kit::{Problem, time};
 use utoipa::ToSchema;
 
@@ -279,7 +279,7 @@ impl actix_web::ResponseError for SignInError {
     request_body = SignInRequest,
     responses(
         (status = 200, description = "Signed in", body = TokenBody),
-        (status = 400, description = "The body is malformed", body = Problem, content_type = "application/problem+json"),
+        MalformedBody,
         (status = 401, description = "Unknown username or wrong password (invalid-credentials)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed attempts for this username", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until the next attempt may be made"))),

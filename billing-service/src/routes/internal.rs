@@ -7,7 +7,7 @@ use serde::Deserialize;
 use service_kit::Problem;
 use service_kit::body::JsonObject;
 use service_kit::ids::Id;
-use service_kit::problem::BodyRefusals;
+use service_kit::problem::{BodyRefusals, MalformedBody};
 use utoipa::ToSchema;
 
 use super::accounts::MoneyRequest;
@@ -52,7 +52,7 @@ pub struct OrderPaymentRequest {
             headers(("Location" = String, description = "/billing/accounts/{user_id}"))),
         (status = 200, description = "Already open", body = AccountBody,
             headers(("Location" = String, description = "/billing/accounts/{user_id}"))),
-        (status = 400, description = "The body is malformed", body = Problem, content_type = "application/problem+json"),
+        MalformedBody,
         (status = 422, description = "The user id is not positive", body = Problem, content_type = "application/problem+json"),
         BodyRefusals,
     )
