@@ -63,8 +63,7 @@ async fn assert_cancelled_once(sys: &System, user: i64, id: i64, refunded: i64) 
 /// changes; an unknown order, or another user's: 404.
 async fn the_plain_cases(backend: Backend) {
     let sys = System::start(backend, Timing::default()).await;
-    let (user, other) = (sys.user().await, sys.user().await);
-    sys.deposit(user, 1_000).await;
+    let (user, other) = (sys.funded_user(1_000).await, sys.user().await);
     let paid = sys.order(user, 400).await;
     let id = id_of(&paid);
     assert_eq!(sys.balance(user).await, 600);
@@ -96,8 +95,7 @@ async fn the_plain_cases(backend: Backend) {
 /// or 202 `cancelling`, never 409 or 5xx; one refund, one letter.
 async fn twenty_cancels_at_once(backend: Backend) {
     let sys = System::start(backend, Timing::default()).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let id = id_of(&sys.order(user, 250).await);
     let answers = futures_util::future::join_all((0..20).map(|_| sys.cancel(user, id))).await;
     for r in &answers {
@@ -116,13 +114,10 @@ async fn twenty_cancels_at_once(backend: Backend) {
 /// declined: cancelled, nothing charged.
 async fn a_cancel_that_reaches_billing_before_the_payment(backend: Backend) {
     let sys = System::with_faults(backend, Timing::default(), Orders::InProcess).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let billing = &sys.faults().billing;
     billing.once(Mode::Delay(Duration::from_millis(1500)));
-    let orders = sys.api.orders.as_user(user);
-    let placing =
-        actix_web::rt::spawn(async move { orders.post("/orders", json!({ "user_id": user, "price": 300 })).await });
+    let placing = sys.order_in_background(user, 300);
     let held = eventually(PATIENCE, || async { billing.counts().delayed == 1 }).await;
     assert!(held, "the payment is held on its way");
     let id = testkit::count_rows(&sys.dbs.orders, "orders");
@@ -142,13 +137,10 @@ async fn a_cancel_that_reaches_billing_before_the_payment(backend: Backend) {
 /// hears the payment, finds it cancelling and refunds it: net 0.
 async fn a_cancel_after_billing_took_the_payment(backend: Backend) {
     let sys = System::with_faults(backend, Timing::default(), Orders::InProcess).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let billing = &sys.faults().billing;
     billing.once(Mode::HoldResponse(Duration::from_millis(1500)));
-    let orders = sys.api.orders.as_user(user);
-    let placing =
-        actix_web::rt::spawn(async move { orders.post("/orders", json!({ "user_id": user, "price": 300 })).await });
+    let placing = sys.order_in_background(user, 300);
     let taken = eventually(PATIENCE, || async { sys.balance(user).await == 700 }).await;
     assert!(taken, "billing withdrew the price");
     let id = testkit::count_rows(&sys.dbs.orders, "orders");
@@ -167,8 +159,7 @@ async fn a_cancel_after_billing_took_the_payment(backend: Backend) {
 /// (its payment never reached billing) is voided the same way.
 async fn a_cancel_while_billing_is_down(backend: Backend) {
     let sys = System::with_faults(backend, Timing::quick(), Orders::InProcess).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let paid = id_of(&sys.order(user, 200).await);
     let billing = &sys.faults().billing;
     billing.set(Mode::Refuse);
@@ -225,15 +216,9 @@ enum KilledAt {
 /// order; a new process on the same database finishes it: one refund at
 /// most, net 0, one cancel letter.
 async fn killed_while_cancelling(backend: Backend, at: KilledAt) {
-    // The lease a dead worker leaves behind is its budget + 5 s.
-    let timing = Timing {
-        http_timeout: Duration::from_millis(1000),
-        budget: Duration::from_millis(1000),
-        recovery_interval: Duration::from_millis(250),
-    };
+    let timing = Timing::short_lease();
     let mut sys = System::with_faults(backend, timing, Orders::Later).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let mut first = sys.spawn_orders_process(timing).await;
     let id = id_of(&sys.order(user, 400).await);
     let paid = eventually(PATIENCE, || async { sys.order_row(id).await.is_finished() }).await;
@@ -245,8 +230,7 @@ async fn killed_while_cancelling(backend: Backend, at: KilledAt) {
         KilledAt::StatusWritten => letters.set(Mode::Refuse),
         KilledAt::LetterSent => letters.once(Mode::HoldResponse(Duration::from_millis(3000))),
     }
-    let orders = sys.api.orders.as_user(user);
-    let cancelling = actix_web::rt::spawn(async move { orders.post(&format!("/orders/{id}/cancel"), json!({})).await });
+    let cancelling = sys.cancel_in_background(user, id);
     let reached = eventually(PATIENCE, || async {
         match at {
             KilledAt::RefundSent => billing.counts().delayed == 1,

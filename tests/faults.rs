@@ -50,8 +50,7 @@ async fn status_of(sys: &System, id: i64) -> serde_json::Value {
 /// nothing is charged; billing back: the recovery loop pays it once.
 async fn billing_down_then_back(backend: Backend) {
     let sys = System::with_faults(backend, Timing::quick(), Orders::InProcess).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let billing = &sys.faults().billing;
     billing.set(Mode::Refuse);
 
@@ -85,8 +84,7 @@ async fn billing_down_then_back(backend: Backend) {
 /// retries with the same reference, billing answers the original receipt.
 async fn billing_answer_lost_once(backend: Backend) {
     let sys = System::with_faults(backend, Timing::quick(), Orders::InProcess).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let billing = &sys.faults().billing;
     billing.once(Mode::DropResponse);
 
@@ -111,8 +109,7 @@ async fn billing_slow_once(backend: Backend) {
         recovery_interval: Duration::from_millis(250),
     };
     let sys = System::with_faults(backend, timing, Orders::InProcess).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let billing = &sys.faults().billing;
     billing.once(Mode::Delay(Duration::from_millis(900)));
 
@@ -138,8 +135,7 @@ async fn billing_slow_once(backend: Backend) {
 async fn notification_down_then_back(backend: Backend) {
     let timing = Timing::quick();
     let sys = System::with_faults(backend, timing, Orders::InProcess).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let letters_proxy = &sys.faults().notifications;
     letters_proxy.set(Mode::Refuse);
 
@@ -211,17 +207,9 @@ async fn registration_without_billing(backend: Backend) {
 /// same database finishes the order through its recovery loop: paid,
 /// charged once, one letter.
 async fn order_service_killed_mid_saga(backend: Backend) {
-    // The lease a dead worker leaves behind is its budget + 5 s: keep the
-    // budget short. The per-call timeout is the whole budget, so the first
-    // process never retries before it is killed.
-    let timing = Timing {
-        http_timeout: Duration::from_millis(1000),
-        budget: Duration::from_millis(1000),
-        recovery_interval: Duration::from_millis(250),
-    };
+    let timing = Timing::short_lease();
     let mut sys = System::with_faults(backend, timing, Orders::Later).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let mut first = sys.spawn_orders_process(timing).await;
     sys.faults().billing.set(Mode::Delay(Duration::from_millis(1500)));
 

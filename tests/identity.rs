@@ -144,8 +144,7 @@ async fn the_401_comes_first(backend: Backend) {
 /// not exist.
 async fn nobody_touches_another_users_things(backend: Backend) {
     let sys = System::start(backend, Timing::default()).await;
-    let (ann, bob) = (sys.user().await, sys.user().await);
-    sys.deposit(bob, 1_000).await;
+    let (ann, bob) = (sys.user().await, sys.funded_user(1_000).await);
     let paid = sys.order(bob, 100).await;
     assert_eq!(paid.status, 201, "{}", paid.text);
     let bobs_order = paid.body["id"].as_i64().unwrap();

@@ -58,20 +58,17 @@ async fn the_homework_scenario(backend: Backend) {
 
 async fn a_replayed_order_is_charged_once(backend: Backend) {
     let sys = System::start(backend, Timing::default()).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let key = unique("order-key-");
-    let body = json!({ "user_id": user, "price": 300 });
-    let first = sys.api.orders.as_user(user).post_keyed("/orders", &key, body.clone()).await;
+    let first = sys.order_keyed(user, &key, 300).await;
     assert_eq!(first.status, 201, "{}", first.text);
     for _ in 0..3 {
-        let again = sys.api.orders.as_user(user).post_keyed("/orders", &key, body.clone()).await;
+        let again = sys.order_keyed(user, &key, 300).await;
         assert_eq!(again.status, 201);
         assert_eq!(again.body, first.body);
         assert_eq!(again.header("location"), first.header("location"));
     }
-    let other =
-        sys.api.orders.as_user(user).post_keyed("/orders", &key, json!({ "user_id": user, "price": 301 })).await;
+    let other = sys.order_keyed(user, &key, 301).await;
     assert_eq!(other.assert_problem(422), "idempotency-key-reused");
     assert_eq!(sys.balance(user).await, 700);
     assert_eq!(sys.orders_of(user).await.len(), 1);
@@ -81,8 +78,7 @@ async fn a_replayed_order_is_charged_once(backend: Backend) {
 
 async fn fifty_concurrent_orders_never_overdraw(backend: Backend) {
     let sys = System::start(backend, Timing::default()).await;
-    let user = sys.user().await;
-    sys.deposit(user, 100).await;
+    let user = sys.funded_user(100).await;
     let orders = (0..50).map(|_| sys.order(user, 10));
     let replies = futures_util::future::join_all(orders).await;
     let status = |s: &str| replies.iter().filter(|r| r.body["status"] == s).count();
@@ -99,8 +95,7 @@ async fn fifty_concurrent_orders_never_overdraw(backend: Backend) {
 
 async fn bad_orders_are_refused_and_store_nothing(backend: Backend) {
     let sys = System::start(backend, Timing::default()).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let orders = &sys.api.orders.as_user(user);
     assert_eq!(sys.order(987_654, 10).await.assert_problem(422), "unknown-user");
     for price in [0, -1, 1_000_000_000_001] {
@@ -148,8 +143,7 @@ async fn an_order_placed_while_billing_is_down_is_finished_later(backend: Backen
         recovery_interval: Duration::from_millis(300),
     };
     let sys = System::start(backend, timing).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     sys.billing_handle.stop(true).await;
     let r = sys.order(user, 250).await;
     assert_eq!(r.status, 202, "{}", r.text);

@@ -6,7 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::json;
 use support::{Orders, System, Timing, eventually};
 use testkit::fault_proxy::Mode;
 use testkit::{Backend, on_both_backends, unique};
@@ -37,11 +36,9 @@ async fn status_of(sys: &System, id: i64) -> serde_json::Value {
 /// the key "in progress"; a replay got 409 for good. Recovery answers it.
 async fn a_key_left_in_progress_after_its_order_finished_is_answered(backend: Backend) {
     let sys = System::start(backend, Timing::quick()).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let key = unique("crash-");
-    let body = json!({ "user_id": user, "price": 100 });
-    let first = sys.api.orders.as_user(user).post_keyed("/orders", &key, body.clone()).await;
+    let first = sys.order_keyed(user, &key, 100).await;
     assert_eq!(first.status, 201, "{}", first.text);
     // The key as the service stores it: scoped to the user.
     let stored_key = format!("user-{user}:{}", service_kit::auth::sha256_hex(key.as_bytes()));
@@ -54,15 +51,11 @@ async fn a_key_left_in_progress_after_its_order_finished_is_answered(backend: Ba
     );
     assert_eq!(unanswered, 1, "the key's answer was taken away");
     let answered = eventually(PATIENCE, || async {
-        let replay = sys.api.orders.as_user(user).post_keyed("/orders", &key, body.clone()).await;
+        let replay = sys.order_keyed(user, &key, 100).await;
         replay.status == 201 && replay.body == first.body
     })
     .await;
-    assert!(
-        answered,
-        "the replay still gets: {}",
-        sys.api.orders.as_user(user).post_keyed("/orders", &key, body.clone()).await.text
-    );
+    assert!(answered, "the replay still gets: {}", sys.order_keyed(user, &key, 100).await.text);
     assert_eq!(sys.orders_of(user).await.len(), 1);
     sys.assert_money_conserved(user).await;
 }
@@ -73,10 +66,8 @@ async fn a_key_left_in_progress_after_its_order_finished_is_answered(backend: Ba
 /// goes on to the order after them instead of stopping at the first.
 async fn recovery_goes_on_past_orders_peers_refuse_for_good(backend: Backend) {
     let sys = System::start(backend, Timing::quick()).await;
-    let good = sys.user().await;
-    sys.deposit(good, 1_000).await;
-    let unlettered = sys.user().await;
-    sys.deposit(unlettered, 1_000).await;
+    let good = sys.funded_user(1_000).await;
+    let unlettered = sys.funded_user(1_000).await;
     // An address from before today's rules, which notification-service refuses.
     testkit::execute_sql(&sys.dbs.users, &format!("UPDATE users SET email = 'no-address' WHERE id = {unlettered}"));
 
@@ -120,8 +111,7 @@ async fn two_replicas_never_drive_one_order(backend: Backend) {
     };
     let mut sys = System::with_faults(backend, timing, Orders::InProcess).await;
     sys.start_orders(timing);
-    let user = sys.user().await;
-    sys.deposit(user, 100_000).await;
+    let user = sys.funded_user(100_000).await;
     let billing = &sys.faults().billing;
     billing.set(Mode::Delay(Duration::from_millis(800)));
     let ids: Vec<i64> = (0..12).map(|_| order_left_pending(&sys, user, 100)).collect();

@@ -72,8 +72,7 @@ async fn assert_paid_once(sys: &System, user: i64, reply: &Reply) {
 /// 201 paid, the port stops accepting, the process exits 0.
 async fn sigterm_finishes_the_request_in_flight(backend: Backend) {
     let mut sys = System::with_faults(backend, timing(), Orders::Later).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let mut process = sys.spawn_orders_process(timing()).await;
     let addr = addr_of(&sys.api.orders);
     let placing = order_in_flight(&sys, user, HOLD).await;
@@ -96,8 +95,7 @@ async fn sigterm_finishes_the_request_in_flight(backend: Backend) {
 /// The same in process: ServerHandle::stop(true) waits for the request.
 async fn graceful_stop_finishes_the_request_in_flight(backend: Backend) {
     let mut sys = System::with_faults(backend, timing(), Orders::InProcess).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let addr = addr_of(&sys.api.orders);
     let placing = order_in_flight(&sys, user, HOLD).await;
 
@@ -129,8 +127,7 @@ async fn status_on_a_new_connection(url: &str) -> Option<(u16, serde_json::Value
 /// to tests/artifacts/shutdown-drain-<backend>.txt.
 async fn sigterm_drains_before_it_stops_accepting(backend: Backend) {
     let mut sys = System::with_faults(backend, timing(), Orders::Later).await;
-    let user = sys.user().await;
-    sys.deposit(user, 1_000).await;
+    let user = sys.funded_user(1_000).await;
     let drain_ms = DRAIN.as_millis().to_string();
     let mut process = sys
         .spawn_orders_process_with(timing(), &[("SHUTDOWN_DRAIN_MS", &drain_ms), ("SHUTDOWN_TIMEOUT_MS", "10000")])

@@ -1,37 +1,17 @@
 //! What a request to move money means once it is parsed: values of these
 //! types are valid by construction.
 
-use diesel::sql_types::Text;
-use serde::Serialize;
 use service_kit::money::Amount;
-use utoipa::ToSchema;
 
-/// What a ledger entry did to the balance.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    ToSchema,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = Text)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryKind {
-    Deposit,
-    Withdrawal,
-    /// An order payment given back when the order was cancelled.
-    Refund,
+service_kit::stored_enum! {
+    /// What a ledger entry did to the balance.
+    pub enum EntryKind("ledger entry kind") {
+        Deposit => "deposit",
+        Withdrawal => "withdrawal",
+        /// An order payment given back when the order was cancelled.
+        Refund => "refund",
+    }
 }
-
-service_kit::stored_enum!(EntryKind, "ledger entry kind" {
-    Deposit => "deposit",
-    Withdrawal => "withdrawal",
-    Refund => "refund",
-});
 
 impl EntryKind {
     /// Whether the entry adds to the balance.
@@ -43,19 +23,14 @@ impl EntryKind {
     }
 }
 
-/// Why a withdrawal under a reference moved no money.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
-#[diesel(sql_type = Text)]
-pub enum Refusal {
-    InsufficientFunds,
-    /// The order payment was cancelled before it was made.
-    Voided,
+service_kit::stored_enum! {
+    /// Why a withdrawal under a reference moved no money.
+    pub enum Refusal("refusal") {
+        InsufficientFunds => "insufficient_funds",
+        /// The order payment was cancelled before it was made.
+        Voided => "voided",
+    }
 }
-
-service_kit::stored_enum!(Refusal, "refusal" {
-    InsufficientFunds => "insufficient_funds",
-    Voided => "voided",
-});
 
 /// Prefix of the references order-service pays orders with.
 pub const ORDER_PREFIX: &str = "order-";

@@ -28,11 +28,7 @@ pub enum BillingError {
     Storage(#[from] StorageError),
 }
 
-impl From<diesel::result::Error> for BillingError {
-    fn from(e: diesel::result::Error) -> Self {
-        BillingError::Storage(StorageError::Query(e))
-    }
-}
+service_kit::from_query_error!(BillingError);
 
 impl BillingError {
     /// Two requests with one new reference raced and this one lost: running

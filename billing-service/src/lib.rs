@@ -8,10 +8,11 @@ pub mod schema;
 
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use actix_web::web;
 use service_kit::auth::{Access, Endpoint, Gatekeeper, Named};
 use service_kit::config::{BaseUrl, CommonSettings, ConfigError, Fallbacks};
-use service_kit::db::{self, DatabaseSetupError, DbPool, Migrations, SqlMigration};
+use service_kit::db::{self, DatabaseSetupError, DbPool, Migrations};
 use service_kit::server::Service;
 use service_kit::{time, with_backend};
 use utoipa::OpenApi;
@@ -22,18 +23,8 @@ use crate::ledger::{Account, Entry, Ledger, Receipt, Settlement};
 
 pub const NAME: &str = "billing-service";
 
-pub static MIGRATIONS: Migrations = Migrations(&[
-    SqlMigration {
-        name: "2026-11-25-000001_create_accounts",
-        up: include_str!("../migrations/2026-11-25-000001_create_accounts/up.sql"),
-        down: include_str!("../migrations/2026-11-25-000001_create_accounts/down.sql"),
-    },
-    SqlMigration {
-        name: "2026-12-02-000001_refunds_and_voids",
-        up: include_str!("../migrations/2026-12-02-000001_refunds_and_voids/up.sql"),
-        down: include_str!("../migrations/2026-12-02-000001_refunds_and_voids/down.sql"),
-    },
-]);
+pub static MIGRATIONS: Migrations =
+    service_kit::migrations!["2026-11-25-000001_create_accounts", "2026-12-02-000001_refunds_and_voids"];
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -137,13 +128,19 @@ pub fn endpoints() -> Vec<Endpoint> {
     use routes::{accounts, internal};
     let own = Access::OwnUser(Named::Path("user_id"));
     vec![
-        Endpoint::get("/billing/accounts/{user_id}", own, accounts::get_account),
-        Endpoint::post("/billing/accounts/{user_id}/deposit", own, accounts::deposit),
-        Endpoint::post("/billing/accounts/{user_id}/withdraw", own, accounts::withdraw),
-        Endpoint::get("/billing/accounts/{user_id}/transactions", own, accounts::list_transactions),
-        Endpoint::post("/internal/billing/accounts", Access::Internal, internal::open_account),
-        Endpoint::post("/internal/billing/accounts/{user_id}/withdraw", Access::Internal, internal::pay_order),
-        Endpoint::post(
+        Endpoint::new(Method::GET, "/billing/accounts/{user_id}", own, accounts::get_account),
+        Endpoint::new(Method::POST, "/billing/accounts/{user_id}/deposit", own, accounts::deposit),
+        Endpoint::new(Method::POST, "/billing/accounts/{user_id}/withdraw", own, accounts::withdraw),
+        Endpoint::new(Method::GET, "/billing/accounts/{user_id}/transactions", own, accounts::list_transactions),
+        Endpoint::new(Method::POST, "/internal/billing/accounts", Access::Internal, internal::open_account),
+        Endpoint::new(
+            Method::POST,
+            "/internal/billing/accounts/{user_id}/withdraw",
+            Access::Internal,
+            internal::pay_order,
+        ),
+        Endpoint::new(
+            Method::POST,
             "/internal/billing/accounts/{user_id}/cancel-payment",
             Access::Internal,
             internal::cancel_payment,

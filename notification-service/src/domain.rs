@@ -1,36 +1,14 @@
 //! A letter to store, parsed: values of these types are valid by
 //! construction.
 
-use diesel::sql_types::Text;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-/// What a letter tells the user.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    ToSchema,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = Text)]
-#[serde(rename_all = "snake_case")]
-pub enum LetterKind {
-    OrderPaid,
-    OrderRejected,
-    OrderCancelled,
+service_kit::stored_enum! {
+    /// What a letter tells the user.
+    pub enum LetterKind("letter kind") {
+        OrderPaid => "order_paid",
+        OrderRejected => "order_rejected",
+        OrderCancelled => "order_cancelled",
+    }
 }
-
-service_kit::stored_enum!(LetterKind, "letter kind" {
-    OrderPaid => "order_paid",
-    OrderRejected => "order_rejected",
-    OrderCancelled => "order_cancelled",
-});
 
 /// Why a letter was refused (a 422).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -13,8 +13,4 @@ pub enum NotificationError {
     Storage(#[from] StorageError),
 }
 
-impl From<diesel::result::Error> for NotificationError {
-    fn from(e: diesel::result::Error) -> Self {
-        NotificationError::Storage(StorageError::Query(e))
-    }
-}
+service_kit::from_query_error!(NotificationError);

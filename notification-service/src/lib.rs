@@ -8,10 +8,11 @@ pub mod schema;
 
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use actix_web::web;
 use service_kit::auth::{Access, Endpoint, Gatekeeper, Named};
 use service_kit::config::{BaseUrl, CommonSettings, ConfigError, Fallbacks};
-use service_kit::db::{self, DatabaseSetupError, DbPool, Migrations, SqlMigration};
+use service_kit::db::{self, DatabaseSetupError, DbPool, Migrations};
 use service_kit::server::Service;
 use service_kit::{time, with_backend};
 use utoipa::OpenApi;
@@ -22,18 +23,8 @@ use crate::letters::{Letter, Mailbox};
 
 pub const NAME: &str = "notification-service";
 
-pub static MIGRATIONS: Migrations = Migrations(&[
-    SqlMigration {
-        name: "2026-11-25-000001_create_notifications",
-        up: include_str!("../migrations/2026-11-25-000001_create_notifications/up.sql"),
-        down: include_str!("../migrations/2026-11-25-000001_create_notifications/down.sql"),
-    },
-    SqlMigration {
-        name: "2026-12-02-000001_cancelled_letters",
-        up: include_str!("../migrations/2026-12-02-000001_cancelled_letters/up.sql"),
-        down: include_str!("../migrations/2026-12-02-000001_cancelled_letters/down.sql"),
-    },
-]);
+pub static MIGRATIONS: Migrations =
+    service_kit::migrations!["2026-11-25-000001_create_notifications", "2026-12-02-000001_cancelled_letters"];
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -97,8 +88,8 @@ pub struct ApiDoc;
 /// Every route with who may call it.
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
-        Endpoint::get("/notifications", Access::OwnUser(Named::Query("user_id")), routes::list),
-        Endpoint::post("/internal/notifications", Access::Internal, routes::send),
+        Endpoint::new(Method::GET, "/notifications", Access::OwnUser(Named::Query("user_id")), routes::list),
+        Endpoint::new(Method::POST, "/internal/notifications", Access::Internal, routes::send),
     ]
 }
 

@@ -4,8 +4,8 @@ use actix_web::HttpResponse;
 use actix_web::web::{self, Json, Query};
 use serde::{Deserialize, Serialize};
 use service_kit::body::JsonObject;
-use service_kit::ids::UserIdQuery;
-use service_kit::problem::{BodyRefusals, ProblemType};
+use service_kit::ids::{UserIdQuery, UserIdQueryRefusal};
+use service_kit::problem::{BodyRefusals, MalformedBody, ProblemType};
 use service_kit::{Problem, time};
 use utoipa::ToSchema;
 
@@ -98,7 +98,7 @@ pub struct LetterRequest {
     params(UserIdQuery),
     responses(
         (status = 200, description = "The letters, newest first", body = Vec<LetterBody>),
-        (status = 400, description = "`user_id` is missing or not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
+        UserIdQueryRefusal,
     )
 )]
 pub async fn list(
@@ -122,7 +122,7 @@ pub async fn list(
     responses(
         (status = 201, description = "Stored", body = LetterBody),
         (status = 200, description = "This order's letter of this kind was stored before", body = LetterBody),
-        (status = 400, description = "The body is malformed", body = Problem, content_type = "application/problem+json"),
+        MalformedBody,
         (status = 422, description = "A field is out of its bounds", body = Problem, content_type = "application/problem+json"),
         BodyRefusals,
     )

@@ -5,73 +5,33 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::Text;
-use serde::{Deserialize, Serialize};
 use service_kit::db::KeepPrepared;
-use utoipa::ToSchema;
 
 use crate::schema::orders;
 
-/// Where an order is in its life.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    ToSchema,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = Text)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    /// The payment's outcome is not known yet.
-    Pending,
-    Paid,
-    Rejected,
-    /// A cancellation is being settled with billing.
-    Cancelling,
-    Cancelled,
+service_kit::stored_enum! {
+    /// Where an order is in its life.
+    pub enum OrderStatus("order status") {
+        /// The payment's outcome is not known yet.
+        Pending => "pending",
+        Paid => "paid",
+        Rejected => "rejected",
+        /// A cancellation is being settled with billing.
+        Cancelling => "cancelling",
+        Cancelled => "cancelled",
+    }
 }
 
-service_kit::stored_enum!(OrderStatus, "order status" {
-    Pending => "pending",
-    Paid => "paid",
-    Rejected => "rejected",
-    Cancelling => "cancelling",
-    Cancelled => "cancelled",
-});
-
-/// Why an order was rejected.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    ToSchema,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = Text)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureReason {
-    /// The balance was below the price.
-    InsufficientFunds,
-    /// billing-service refused the payment for good (no account for the
-    /// user, or the payment's reference already used otherwise).
-    PaymentRefused,
+service_kit::stored_enum! {
+    /// Why an order was rejected.
+    pub enum FailureReason("failure reason") {
+        /// The balance was below the price.
+        InsufficientFunds => "insufficient_funds",
+        /// billing-service refused the payment for good (no account for the
+        /// user, or the payment's reference already used otherwise).
+        PaymentRefused => "payment_refused",
+    }
 }
-
-service_kit::stored_enum!(FailureReason, "failure reason" {
-    InsufficientFunds => "insufficient_funds",
-    PaymentRefused => "payment_refused",
-});
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, PartialEq)]
 #[diesel(table_name = orders)]

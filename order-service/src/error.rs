@@ -28,8 +28,4 @@ pub enum OrderError {
     Storage(#[from] StorageError),
 }
 
-impl From<diesel::result::Error> for OrderError {
-    fn from(e: diesel::result::Error) -> Self {
-        OrderError::Storage(StorageError::Query(e))
-    }
-}
+service_kit::from_query_error!(OrderError);

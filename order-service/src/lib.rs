@@ -12,10 +12,11 @@ pub mod schema;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::Method;
 use actix_web::web;
 use service_kit::auth::{Access, Endpoint, Gatekeeper, Named};
 use service_kit::config::{self, BaseUrl, CommonSettings, ConfigError, Fallbacks, Millis};
-use service_kit::db::{self, DatabaseSetupError, Migrations, SqlMigration};
+use service_kit::db::{self, DatabaseSetupError, Migrations};
 use service_kit::peer::{self, Peer};
 use service_kit::server::{Service, Shutdown};
 use utoipa::OpenApi;
@@ -25,23 +26,11 @@ use crate::saga::OrderSaga;
 
 pub const NAME: &str = "order-service";
 
-pub static MIGRATIONS: Migrations = Migrations(&[
-    SqlMigration {
-        name: "2026-11-25-000001_create_orders",
-        up: include_str!("../migrations/2026-11-25-000001_create_orders/up.sql"),
-        down: include_str!("../migrations/2026-11-25-000001_create_orders/down.sql"),
-    },
-    SqlMigration {
-        name: "2026-12-02-000001_saga_states_and_leases",
-        up: include_str!("../migrations/2026-12-02-000001_saga_states_and_leases/up.sql"),
-        down: include_str!("../migrations/2026-12-02-000001_saga_states_and_leases/down.sql"),
-    },
-    SqlMigration {
-        name: "2026-12-02-000002_cancellations",
-        up: include_str!("../migrations/2026-12-02-000002_cancellations/up.sql"),
-        down: include_str!("../migrations/2026-12-02-000002_cancellations/down.sql"),
-    },
-]);
+pub static MIGRATIONS: Migrations = service_kit::migrations![
+    "2026-11-25-000001_create_orders",
+    "2026-12-02-000001_saga_states_and_leases",
+    "2026-12-02-000002_cancellations",
+];
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -93,10 +82,10 @@ pub struct ApiDoc;
 /// Every route with who may call it.
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
-        Endpoint::post("/orders", Access::User, routes::create_order),
-        Endpoint::get("/orders", Access::OwnUser(Named::Query("user_id")), routes::list_orders),
-        Endpoint::get("/orders/{id}", Access::User, routes::get_order),
-        Endpoint::post("/orders/{id}/cancel", Access::User, routes::cancel_order),
+        Endpoint::new(Method::POST, "/orders", Access::User, routes::create_order),
+        Endpoint::new(Method::GET, "/orders", Access::OwnUser(Named::Query("user_id")), routes::list_orders),
+        Endpoint::new(Method::GET, "/orders/{id}", Access::User, routes::get_order),
+        Endpoint::new(Method::POST, "/orders/{id}/cancel", Access::User, routes::cancel_order),
     ]
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::auth::AuthenticatedUser;
 use service_kit::body::JsonObject;
 use service_kit::idempotency::{KeyHeader, StoredResponse};
-use service_kit::ids::{Id, UserIdQuery};
+use service_kit::ids::{Id, IdRefusal, UserIdQuery, UserIdQueryRefusal};
 use service_kit::money::Amount;
 use service_kit::problem::{BodyRefusals, ProblemType};
 use service_kit::{Problem, time};
@@ -159,7 +159,7 @@ pub async fn create_order(
     params(("id" = i64, Path, minimum = 1, example = 1, description = "The order's id")),
     responses(
         (status = 200, description = "The order", body = OrderBody),
-        (status = 400, description = "The id is not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
+        IdRefusal,
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -182,7 +182,7 @@ pub async fn get_order(
     params(UserIdQuery),
     responses(
         (status = 200, description = "The orders, newest first", body = Vec<OrderBody>),
-        (status = 400, description = "`user_id` is missing or not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
+        UserIdQueryRefusal,
     )
 )]
 pub async fn list_orders(
@@ -212,7 +212,7 @@ pub async fn list_orders(
     responses(
         (status = 200, description = "Cancelled: the money is back, or was never taken", body = OrderBody),
         (status = 202, description = "Cancelling: billing is settling it; finished later", body = OrderBody),
-        (status = 400, description = "The id is not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
+        IdRefusal,
         (status = 404, description = "No such order (of yours)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The order was rejected: nothing to cancel, nothing changed", body = Problem, content_type = "application/problem+json"),
     )

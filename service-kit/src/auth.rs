@@ -430,24 +430,6 @@ impl Endpoint {
         let route = Arc::new(move || web::method(route_method.clone()).to(handler.clone()));
         Endpoint { method, path, access, route }
     }
-
-    pub fn get<F, Args>(path: &'static str, access: Access, handler: F) -> Endpoint
-    where
-        F: Handler<Args> + Clone + Send + Sync,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        Endpoint::new(Method::GET, path, access, handler)
-    }
-
-    pub fn post<F, Args>(path: &'static str, access: Access, handler: F) -> Endpoint
-    where
-        F: Handler<Args> + Clone + Send + Sync,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        Endpoint::new(Method::POST, path, access, handler)
-    }
 }
 
 /// Mounts `endpoints`, each behind a guard for its access, one resource per

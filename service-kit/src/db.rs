@@ -231,6 +231,23 @@ pub struct SqlMigration {
     pub down: &'static str,
 }
 
+/// A service's [`Migrations`] from the names of its migration directories,
+/// oldest first: each one's `up.sql` and `down.sql` are embedded from the
+/// crate's `migrations/<name>/`. Called from the crate's `src/lib.rs` (the
+/// paths are relative to the file that calls it).
+#[macro_export]
+macro_rules! migrations {
+    ($($name:literal),+ $(,)?) => {
+        $crate::db::Migrations(&[$(
+            $crate::db::SqlMigration {
+                name: $name,
+                up: include_str!(concat!("../migrations/", $name, "/up.sql")),
+                down: include_str!(concat!("../migrations/", $name, "/down.sql")),
+            }
+        ),+])
+    };
+}
+
 /// A service's migrations, written once in the SQL both engines share. The
 /// one construct they do not share, an auto-generated 64-bit key, is written
 /// the PostgreSQL way and becomes `INTEGER PRIMARY KEY AUTOINCREMENT` on
@@ -495,6 +512,20 @@ pub enum StorageError {
     Query(#[from] diesel::result::Error),
     #[error("the database task was cancelled")]
     Cancelled,
+}
+
+/// `From<diesel::result::Error>` for a service's error that has a
+/// `From<StorageError>`: `?` on a query makes a failed query its storage
+/// error.
+#[macro_export]
+macro_rules! from_query_error {
+    ($error:ty) => {
+        impl From<::diesel::result::Error> for $error {
+            fn from(e: ::diesel::result::Error) -> Self {
+                <$error>::from($crate::db::StorageError::Query(e))
+            }
+        }
+    };
 }
 
 impl From<&StorageError> for crate::Problem {

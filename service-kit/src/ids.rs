@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Problem;
+
 /// A resource id: 1 ..= 2^63−1. Anything else in a path or a query is a 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "i64", into = "i64")]
@@ -33,6 +35,18 @@ impl std::fmt::Display for Id {
     }
 }
 
+/// What an operation with an [`Id`] in its path answers when it is not one,
+/// for its `responses(...)`.
+#[derive(utoipa::IntoResponses)]
+pub enum IdRefusal {
+    #[response(
+        status = 400,
+        description = "The id is not a positive 64-bit integer",
+        content_type = "application/problem+json"
+    )]
+    NotAnId(Problem),
+}
+
 /// The `user_id` query of the list routes.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -40,6 +54,18 @@ pub struct UserIdQuery {
     /// Whose items to list.
     #[param(value_type = i64, minimum = 1, example = 1)]
     pub user_id: Id,
+}
+
+/// What an operation taking a [`UserIdQuery`] answers without one, for its
+/// `responses(...)`.
+#[derive(utoipa::IntoResponses)]
+pub enum UserIdQueryRefusal {
+    #[response(
+        status = 400,
+        description = "`user_id` is missing or not a positive 64-bit integer",
+        content_type = "application/problem+json"
+    )]
+    NoUserId(Problem),
 }
 
 #[cfg(test)]

@@ -121,12 +121,13 @@ impl Peer {
 
     async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<Answer<T>, CallError> {
         let peer = self.name;
-        let res = req.send().await.map_err(|e| CallError::Unreachable { peer, reason: describe(&e) })?;
+        let res = req.send().await.map_err(|e| CallError::Unreachable { peer, reason: crate::problem::chain(&e) })?;
         let status = res.status();
         if status.is_server_error() {
             return Err(CallError::ServerError { peer, status });
         }
-        let bytes = res.bytes().await.map_err(|e| CallError::Unreachable { peer, reason: describe(&e) })?;
+        let bytes =
+            res.bytes().await.map_err(|e| CallError::Unreachable { peer, reason: crate::problem::chain(&e) })?;
         let unreadable = |e: serde_json::Error| CallError::BadAnswer { peer, reason: format!("{status}: {e}") };
         if status.is_success() {
             return Ok(Answer::Success(status, serde_json::from_slice(&bytes).map_err(unreadable)?));
@@ -144,18 +145,6 @@ impl Peer {
 /// business answer (404, 409, 422) is final").
 fn is_business_answer(status: StatusCode) -> bool {
     matches!(status, StatusCode::NOT_FOUND | StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY)
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// How hard to try one call before giving up for this request.

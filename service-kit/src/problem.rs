@@ -156,6 +156,14 @@ pub struct Problem {
     pub request_id: Option<String>,
 }
 
+/// The 400 of an operation whose only 400 is a body that is not JSON, not
+/// an object or not of the request's shape, for its `responses(...)`.
+#[derive(utoipa::IntoResponses)]
+pub enum MalformedBody {
+    #[response(status = 400, description = "The body is malformed", content_type = "application/problem+json")]
+    Malformed(Problem),
+}
+
 /// The refusals `http_errors` answers for any JSON body before a handler
 /// runs, for the `responses(...)` of every operation that takes one.
 #[derive(utoipa::IntoResponses)]

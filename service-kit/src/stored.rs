@@ -10,14 +10,48 @@ pub struct UnknownValue {
     pub value: String,
 }
 
-/// Implements `as_str`, `FromStr`, `Display` and diesel's `ToSql`/`FromSql`
-/// for `Text` on PostgreSQL and SQLite for a fieldless enum, from one table
-/// of variants and their stored names. The enum itself derives
-/// `diesel::AsExpression` and `diesel::FromSqlRow` with
-/// `#[diesel(sql_type = diesel::sql_types::Text)]`.
+/// Declares a stored enum: a fieldless enum whose every value has one name,
+/// the same in the database, in JSON and in the OpenAPI schema. Writes the
+/// enum with its derives (`Debug`, `Clone`, `Copy`, `PartialEq`, `Eq`,
+/// serde's `Serialize`/`Deserialize`, utoipa's `ToSchema`, diesel's
+/// `AsExpression`/`FromSqlRow` for `Text`; the calling crate depends on
+/// serde, utoipa and diesel) and implements `ALL`, `as_str`, `FromStr`,
+/// `Display` and diesel's `ToSql`/`FromSql` for `Text` on both backends.
+/// Doc comments on the enum and on its variants are kept; the string after
+/// the name is what the error for an unknown stored value calls it:
+/// `pub enum EntryKind("ledger entry kind") { Deposit => "deposit", ... }`.
 #[macro_export]
 macro_rules! stored_enum {
-    ($name:ident, $kind:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident($kind:literal) {
+            // `tt`, not `literal`: utoipa reads a variant's `rename` only
+            // from a bare string token, not from a `literal` fragment.
+            $($(#[$variant_meta:meta])* $variant:ident => $text:tt),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+            ::utoipa::ToSchema,
+            ::diesel::expression::AsExpression,
+            ::diesel::deserialize::FromSqlRow,
+        )]
+        #[diesel(sql_type = ::diesel::sql_types::Text)]
+        $vis enum $name {
+            $(
+                $(#[$variant_meta])*
+                #[serde(rename = $text)]
+                $variant,
+            )+
+        }
+
         impl $name {
             /// Every value, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -47,27 +81,13 @@ macro_rules! stored_enum {
             }
         }
 
-        impl ::diesel::serialize::ToSql<::diesel::sql_types::Text, ::diesel::pg::Pg> for $name {
-            fn to_sql<'b>(
-                &'b self,
-                out: &mut ::diesel::serialize::Output<'b, '_, ::diesel::pg::Pg>,
-            ) -> ::diesel::serialize::Result {
-                <str as ::diesel::serialize::ToSql<::diesel::sql_types::Text, ::diesel::pg::Pg>>::to_sql(
-                    self.as_str(),
-                    out,
-                )
-            }
-        }
-
-        impl ::diesel::serialize::ToSql<::diesel::sql_types::Text, ::diesel::sqlite::Sqlite> for $name {
-            fn to_sql<'b>(
-                &'b self,
-                out: &mut ::diesel::serialize::Output<'b, '_, ::diesel::sqlite::Sqlite>,
-            ) -> ::diesel::serialize::Result {
-                <str as ::diesel::serialize::ToSql<::diesel::sql_types::Text, ::diesel::sqlite::Sqlite>>::to_sql(
-                    self.as_str(),
-                    out,
-                )
+        impl<DB> ::diesel::serialize::ToSql<::diesel::sql_types::Text, DB> for $name
+        where
+            DB: ::diesel::backend::Backend,
+            str: ::diesel::serialize::ToSql<::diesel::sql_types::Text, DB>,
+        {
+            fn to_sql<'b>(&'b self, out: &mut ::diesel::serialize::Output<'b, '_, DB>) -> ::diesel::serialize::Result {
+                <str as ::diesel::serialize::ToSql<::diesel::sql_types::Text, DB>>::to_sql(self.as_str(), out)
             }
         }
 
@@ -87,16 +107,13 @@ macro_rules! stored_enum {
 #[cfg(test)]
 mod tests {
     use diesel::prelude::*;
-    use diesel::sql_types::Text;
 
-    #[derive(Debug, Clone, Copy, PartialEq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
-    #[diesel(sql_type = Text)]
-    enum Colour {
-        Red,
-        DarkBlue,
+    crate::stored_enum! {
+        enum Colour("colour") {
+            Red => "red",
+            DarkBlue => "dark_blue",
+        }
     }
-
-    crate::stored_enum!(Colour, "colour" { Red => "red", DarkBlue => "dark_blue" });
 
     diesel::table! { paint (id) { id -> Integer, colour -> Text } }
 
@@ -106,6 +123,10 @@ mod tests {
             assert_eq!(c.as_str().parse::<Colour>(), Ok(*c));
         }
         assert_eq!(Colour::DarkBlue.to_string(), "dark_blue");
+        assert_eq!(serde_json::to_value(Colour::DarkBlue).unwrap(), "dark_blue", "serialized as stored");
+        assert_eq!(serde_json::from_value::<Colour>("dark_blue".into()).unwrap(), Colour::DarkBlue);
+        let schema = serde_json::to_value(<Colour as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(schema["enum"], serde_json::json!(["red", "dark_blue"]), "the schema names the stored values");
         let err = "green".parse::<Colour>().unwrap_err();
         assert_eq!(err.to_string(), "unknown colour 'green' in the database");
     }
@@ -126,13 +147,7 @@ mod tests {
         assert_eq!(raw, "dark_blue");
         diesel::sql_query("INSERT INTO paint VALUES (2, 'green')").execute(&mut conn).unwrap();
         let unknown = paint::table.find(2).select(paint::colour).first::<Colour>(&mut conn);
-        let err = unknown.unwrap_err();
-        let mut chain = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            chain = format!("{chain}: {cause}");
-            source = cause.source();
-        }
+        let chain = crate::problem::chain(&unknown.unwrap_err());
         assert!(chain.contains("unknown colour 'green'"), "{chain}");
     }
 }

@@ -9,6 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
+use actix_web::rt::task::JoinHandle;
 use serde_json::{Value, json};
 use service_kit::config::BaseUrl;
 use testkit::fault_proxy::FaultProxy;
@@ -129,6 +130,18 @@ impl Timing {
     pub fn quick() -> Timing {
         Timing {
             http_timeout: Duration::from_millis(300),
+            budget: Duration::from_millis(1000),
+            recovery_interval: Duration::from_millis(250),
+        }
+    }
+
+    /// For tests that kill an order-service process mid-way: the lease a
+    /// dead worker leaves behind is its budget + 5 s, so the budget is
+    /// short, and the per-call timeout is the whole budget, so a process
+    /// never retries before it is killed.
+    pub fn short_lease() -> Timing {
+        Timing {
+            http_timeout: Duration::from_millis(1000),
             budget: Duration::from_millis(1000),
             recovery_interval: Duration::from_millis(250),
         }
@@ -328,6 +341,13 @@ impl System {
         id
     }
 
+    /// A user, as [`System::user`] creates it, with `amount` deposited.
+    pub async fn funded_user(&self, amount: i64) -> i64 {
+        let user = self.user().await;
+        self.deposit(user, amount).await;
+        user
+    }
+
     pub async fn deposit(&self, user: i64, amount: i64) {
         let path = format!("/billing/accounts/{user}/deposit");
         let r = self.api.billing.as_user(user).post(&path, json!({ "amount": amount })).await;
@@ -365,6 +385,11 @@ impl System {
 
     pub async fn order(&self, user: i64, price: i64) -> testkit::Reply {
         self.api.orders.as_user(user).post("/orders", json!({ "user_id": user, "price": price })).await
+    }
+
+    /// [`System::order`] with an `Idempotency-Key`.
+    pub async fn order_keyed(&self, user: i64, key: &str, price: i64) -> testkit::Reply {
+        self.api.orders.as_user(user).post_keyed("/orders", key, json!({ "user_id": user, "price": price })).await
     }
 
     /// Checks the money: the balance is what the ledger says (deposits −
@@ -414,6 +439,19 @@ impl System {
     /// `POST /orders/{id}/cancel` as `user`.
     pub async fn cancel(&self, user: i64, id: i64) -> testkit::Reply {
         self.api.orders.as_user(user).post(&format!("/orders/{id}/cancel"), json!({})).await
+    }
+
+    /// [`System::order`] in the background, for a test that acts while the
+    /// order is on its way.
+    pub fn order_in_background(&self, user: i64, price: i64) -> JoinHandle<testkit::Reply> {
+        let orders = self.api.orders.as_user(user);
+        actix_web::rt::spawn(async move { orders.post("/orders", json!({ "user_id": user, "price": price })).await })
+    }
+
+    /// [`System::cancel`] in the background.
+    pub fn cancel_in_background(&self, user: i64, id: i64) -> JoinHandle<testkit::Reply> {
+        let orders = self.api.orders.as_user(user);
+        actix_web::rt::spawn(async move { orders.post(&format!("/orders/{id}/cancel"), json!({})).await })
     }
 }
 

@@ -19,16 +19,14 @@ pub struct User {
     pub created_at: NaiveDateTime,
 }
 
-/// A user is stored `pending` and becomes `active` once its billing
-/// account exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum UserStatus {
-    Pending,
-    Active,
+service_kit::stored_enum! {
+    /// A user is stored `pending` and becomes `active` once its billing
+    /// account exists.
+    pub enum UserStatus("user status") {
+        Pending => "pending",
+        Active => "active",
+    }
 }
-
-service_kit::stored_enum!(UserStatus, "user status" { Pending => "pending", Active => "active" });
 
 /// Which unique field a new user collides on.
 #[derive(Debug, PartialEq)]

@@ -14,10 +14,11 @@ pub mod sign_in;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::Method;
 use actix_web::web;
 use service_kit::auth::{Access, Endpoint, Gatekeeper, JWKS_PATH, Named, SigningKey, TokenKeys};
 use service_kit::config::{self, BaseUrl, CommonSettings, ConfigError, Fallbacks, Millis};
-use service_kit::db::{self, DatabaseSetupError, Migrations, SqlMigration};
+use service_kit::db::{self, DatabaseSetupError, Migrations};
 use service_kit::peer::{self, Peer, RetryPolicy};
 use service_kit::server::{Service, Shutdown};
 use utoipa::OpenApi;
@@ -28,18 +29,8 @@ use crate::sign_in::SignIn;
 
 pub const NAME: &str = "user-service";
 
-pub static MIGRATIONS: Migrations = Migrations(&[
-    SqlMigration {
-        name: "2026-11-25-000001_create_users",
-        up: include_str!("../migrations/2026-11-25-000001_create_users/up.sql"),
-        down: include_str!("../migrations/2026-11-25-000001_create_users/down.sql"),
-    },
-    SqlMigration {
-        name: "2026-12-02-000001_passwords_and_sign_in_failures",
-        up: include_str!("../migrations/2026-12-02-000001_passwords_and_sign_in_failures/up.sql"),
-        down: include_str!("../migrations/2026-12-02-000001_passwords_and_sign_in_failures/down.sql"),
-    },
-]);
+pub static MIGRATIONS: Migrations =
+    service_kit::migrations!["2026-11-25-000001_create_users", "2026-12-02-000001_passwords_and_sign_in_failures"];
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -111,11 +102,11 @@ pub struct ApiDoc;
 /// Every route with who may call it.
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
-        Endpoint::post("/users", Access::Open, routes::create_user),
-        Endpoint::post("/users/tokens", Access::Open, routes::sign_in),
-        Endpoint::get(JWKS_PATH, Access::Open, routes::jwks),
-        Endpoint::get("/users/{id}", Access::OwnUser(Named::Path("id")), routes::get_user),
-        Endpoint::get("/internal/users/{id}", Access::Internal, routes::get_user_internal),
+        Endpoint::new(Method::POST, "/users", Access::Open, routes::create_user),
+        Endpoint::new(Method::POST, "/users/tokens", Access::Open, routes::sign_in),
+        Endpoint::new(Method::GET, JWKS_PATH, Access::Open, routes::jwks),
+        Endpoint::new(Method::GET, "/users/{id}", Access::OwnUser(Named::Path("id")), routes::get_user),
+        Endpoint::new(Method::GET, "/internal/users/{id}", Access::Internal, routes::get_user_internal),
     ]
 }
 

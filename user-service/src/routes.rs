@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::body::JsonObject;
 use service_kit::idempotency::{KeyHeader, StoredResponse};
 use service_kit::ids::Id;
-use service_kit::problem::{BodyRefusals, ProblemType};
+use service_kit::problem::{BodyRefusals, MalformedBody, ProblemType};
 use service_kit::{Problem, time};
 use utoipa::ToSchema;
 
@@ -165,6 +165,21 @@ pub fn answer_for(user: &User) -> StoredResponse {
     }
 }
 
+/// What reading a user answers, to the user and to a service alike.
+#[derive(utoipa::IntoResponses)]
+pub enum UserAnswers {
+    #[response(status = 200, description = "The user")]
+    Found(UserBody),
+    #[response(
+        status = 400,
+        description = "The id is not a positive 64-bit integer",
+        content_type = "application/problem+json"
+    )]
+    NotAnId(Problem),
+    #[response(status = 404, description = "No such user", content_type = "application/problem+json")]
+    NotFound(Problem),
+}
+
 /// Get your user
 ///
 /// The user with this id, once it has a billing account (a user still being
@@ -175,11 +190,7 @@ pub fn answer_for(user: &User) -> StoredResponse {
     operation_id = "get_user",
     tag = "users",
     params(("id" = i64, Path, minimum = 1, example = 1, description = "The user's id")),
-    responses(
-        (status = 200, description = "The user", body = UserBody),
-        (status = 400, description = "The id is not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
-    )
+    responses(UserAnswers)
 )]
 pub async fn get_user(users: web::Data<Users>, id: Path<Id>) -> Result<Json<UserBody>, UserError> {
     Ok(Json(users.find(id.into_inner().get()).await?.into()))
@@ -196,14 +207,11 @@ pub async fn get_user(users: web::Data<Users>, id: Path<Id>) -> Result<Json<User
     operation_id = "get_user_internal",
     tag = "users",
     params(("id" = i64, Path, minimum = 1, example = 1, description = "The user's id")),
-    responses(
-        (status = 200, description = "The user", body = UserBody),
-        (status = 400, description = "The id is not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
-    )
+    responses(UserAnswers)
 )]
 pub async fn get_user_internal(users: web::Data<Users>, id: Path<Id>) -> Result<Json<UserBody>, UserError> {
-    Ok(Json(users.find(id.into_inner().get()).await?.into()))
+    // The same answer as a user's own read; only who may ask differs.
+    get_user(users, id).await
 }
 
 /// A username and password to sign in with.
@@ -271,7 +279,7 @@ impl actix_web::ResponseError for SignInError {
     request_body = SignInRequest,
     responses(
         (status = 200, description = "Signed in", body = TokenBody),
-        (status = 400, description = "The body is malformed", body = Problem, content_type = "application/problem+json"),
+        MalformedBody,
         (status = 401, description = "Unknown username or wrong password (invalid-credentials)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed attempts for this username", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until the next attempt may be made"))),

@@ -4,12 +4,12 @@ use actix_web::web::{self, Json, Path};
 use serde::Deserialize;
 use service_kit::Problem;
 use service_kit::body::JsonObject;
-use service_kit::ids::Id;
+use service_kit::ids::{Id, IdRefusal};
 use service_kit::money::Amount;
 use service_kit::problem::BodyRefusals;
 use utoipa::ToSchema;
 
-use super::{AccountBody, EntryBody, ReceiptBody, WithdrawalAnswers};
+use super::{AccountBody, EntryBody, NoAccount, ReceiptBody, WithdrawalAnswers};
 use crate::Billing;
 use crate::domain::{Caller, EntryKind, Movement, Reference};
 use crate::error::BillingError;
@@ -48,8 +48,8 @@ impl MoneyRequest {
     params(("user_id" = i64, Path, minimum = 1, example = 1, description = "The account's user id")),
     responses(
         (status = 200, description = "The account", body = AccountBody),
-        (status = 400, description = "The id is not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
+        IdRefusal,
+        NoAccount,
     )
 )]
 pub async fn get_account(billing: web::Data<Billing>, user_id: Path<Id>) -> Result<Json<AccountBody>, BillingError> {
@@ -70,7 +70,7 @@ pub async fn get_account(billing: web::Data<Billing>, user_id: Path<Id>) -> Resu
     responses(
         (status = 200, description = "Deposited (or the original result of this reference)", body = ReceiptBody),
         (status = 400, description = "The body or the id is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
+        NoAccount,
         (status = 422, description = "Invalid amount or reference, reference reused, or the balance would overflow", body = Problem, content_type = "application/problem+json"),
         BodyRefusals,
     )
@@ -120,8 +120,8 @@ pub async fn withdraw(
     params(("user_id" = i64, Path, minimum = 1, example = 1, description = "The account's user id")),
     responses(
         (status = 200, description = "The ledger, newest first", body = Vec<EntryBody>),
-        (status = 400, description = "The id is not a positive 64-bit integer", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
+        IdRefusal,
+        NoAccount,
     )
 )]
 pub async fn list_transactions(

@@ -7,11 +7,11 @@ use serde::Deserialize;
 use service_kit::Problem;
 use service_kit::body::JsonObject;
 use service_kit::ids::Id;
-use service_kit::problem::BodyRefusals;
+use service_kit::problem::{BodyRefusals, MalformedBody};
 use utoipa::ToSchema;
 
 use super::accounts::MoneyRequest;
-use super::{AccountBody, ReceiptBody, SettlementBody, WithdrawalAnswers};
+use super::{AccountBody, NoAccount, ReceiptBody, SettlementBody, WithdrawalAnswers};
 use crate::Billing;
 use crate::domain::{Caller, EntryKind, Reference};
 use crate::error::BillingError;
@@ -52,7 +52,7 @@ pub struct OrderPaymentRequest {
             headers(("Location" = String, description = "/billing/accounts/{user_id}"))),
         (status = 200, description = "Already open", body = AccountBody,
             headers(("Location" = String, description = "/billing/accounts/{user_id}"))),
-        (status = 400, description = "The body is malformed", body = Problem, content_type = "application/problem+json"),
+        MalformedBody,
         (status = 422, description = "The user id is not positive", body = Problem, content_type = "application/problem+json"),
         BodyRefusals,
     )
@@ -124,7 +124,7 @@ pub struct CancelPaymentRequest {
     responses(
         (status = 200, description = "Settled: refunded, or nothing charged", body = SettlementBody),
         (status = 400, description = "The body or the id is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No account for this user", body = Problem, content_type = "application/problem+json"),
+        NoAccount,
         (status = 422, description = "Not an order payment's reference, or the reference was used for something else", body = Problem, content_type = "application/problem+json"),
         BodyRefusals,
     )

@@ -30,6 +30,13 @@ impl From<&BillingError> for Problem {
 
 service_kit::problem_response!(BillingError);
 
+/// What an operation on an account answers when the user has none.
+#[derive(utoipa::IntoResponses)]
+pub enum NoAccount {
+    #[response(status = 404, description = "No account for this user", content_type = "application/problem+json")]
+    Missing(Problem),
+}
+
 /// What a withdrawal answers, on the public route and on order-service's.
 #[derive(utoipa::IntoResponses)]
 pub enum WithdrawalAnswers {
