@@ -45,8 +45,8 @@ log "${#SEEDS[@]} seed(s), ${SOAK_SECONDS}s each; output in $OUT"
 # The figures line the soak prints last: "chaos-figures seed=… faults=… …".
 field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
 
-printf '%-20s %5s %6s %4s %5s %4s %8s %6s %6s %6s %6s %5s  %s\n' \
-  seed secs faults kill pause term requests indef orders paid reject viol result | tee "$TABLE"
+printf '%-20s %5s %6s %4s %5s %4s %8s %6s %6s %6s %6s %6s %5s %5s  %s\n' \
+  seed secs faults kill pause term requests indef orders paid reject cancel races viol result | tee "$TABLE"
 failed=0
 for seed in "${SEEDS[@]}"; do
   rc=0
@@ -61,11 +61,13 @@ for seed in "${SEEDS[@]}"; do
     *) result="could not run (exit $rc)"; failed=$((failed + 1)) ;;
   esac
   if [ -n "$figures" ]; then
-    printf '%-20s %5s %6s %4s %5s %4s %8s %6s %6s %6s %6s %5s  %s\n' "$seed" \
+    printf '%-20s %5s %6s %4s %5s %4s %8s %6s %6s %6s %6s %6s %5s %5s  %s\n' "$seed" \
       "$(field "$figures" seconds)" "$(field "$figures" faults)" "$(field "$figures" kill)" \
       "$(field "$figures" pause)" "$(field "$figures" terminate)" "$(field "$figures" requests)" \
       "$(field "$figures" indefinite)" "$(field "$figures" orders)" "$(field "$figures" paid)" \
-      "$(field "$figures" rejected)" "$(field "$figures" violations)" "$result" | tee -a "$TABLE"
+      "$(field "$figures" rejected)" "$(field "$figures" cancelled)" "$(field "$figures" cancel_races)" \
+      "$(field "$figures" violations)" \
+      "$result" | tee -a "$TABLE"
   else
     printf '%-20s %s\n' "$seed" "$result (see $OUT/seed-$seed.txt)" | tee -a "$TABLE"
   fi

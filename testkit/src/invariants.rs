@@ -49,7 +49,7 @@ pub struct EntryRow {
     pub id: i64,
     #[diesel(sql_type = BigInt)]
     pub user_id: i64,
-    /// `deposit` or `withdrawal`.
+    /// `deposit`, `withdrawal` or `refund`.
     #[diesel(sql_type = Text)]
     pub kind: String,
     #[diesel(sql_type = BigInt)]
@@ -66,6 +66,9 @@ pub struct DeclinedRow {
     pub reference: String,
     #[diesel(sql_type = BigInt)]
     pub amount: i64,
+    /// `insufficient_funds`, or `voided` (the order was cancelled first).
+    #[diesel(sql_type = Text)]
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
@@ -81,6 +84,9 @@ pub struct OrderRow {
     /// `notified_at` is set: the saga is over.
     #[diesel(sql_type = Bool)]
     pub notified: bool,
+    /// What a cancellation gave back, as order-service recorded it.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub refunded: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
@@ -138,10 +144,11 @@ impl Snapshot {
             user_keys: load(&mut users, keys)?,
             accounts: load(&mut billing, "SELECT user_id, balance FROM accounts ORDER BY user_id")?,
             ledger: load(&mut billing, "SELECT id, user_id, kind, amount, reference FROM ledger_entries ORDER BY id")?,
-            declined: load(&mut billing, "SELECT user_id, reference, amount FROM declined_withdrawals")?,
+            declined: load(&mut billing, "SELECT user_id, reference, amount, reason FROM declined_withdrawals")?,
             orders: load(
                 &mut orders,
-                "SELECT id, user_id, price, status, notified_at IS NOT NULL AS notified FROM orders ORDER BY id",
+                "SELECT id, user_id, price, status, notified_at IS NOT NULL AS notified, refunded \
+                 FROM orders ORDER BY id",
             )?,
             order_keys: load(&mut orders, keys)?,
             letters: load(&mut letters, "SELECT id, user_id, order_id, kind FROM notifications ORDER BY id")?,
@@ -157,6 +164,10 @@ pub struct Unfinished {
     pub unnotified_orders: i64,
     /// Stored, but their billing account is not known to be open.
     pub pending_users: i64,
+    /// Decided or cancelled orders whose `Idempotency-Key` has no answer
+    /// yet (an order cancelled before its payment was decided gets it from
+    /// the next recovery round).
+    pub unanswered_keys: i64,
 }
 
 impl Unfinished {
@@ -182,6 +193,11 @@ impl Unfinished {
                 "SELECT count(*) AS n FROM orders WHERE status <> 'pending' AND notified_at IS NULL",
             )?,
             pending_users: count(&urls.users, "SELECT count(*) AS n FROM users WHERE status = 'pending'")?,
+            unanswered_keys: count(
+                &urls.orders,
+                "SELECT count(*) AS n FROM idempotency_keys k JOIN orders o ON o.id = k.resource_id \
+                 WHERE k.status_code IS NULL AND o.status <> 'pending'",
+            )?,
         })
     }
 }
@@ -190,8 +206,8 @@ impl fmt::Display for Unfinished {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} pending order(s), {} decided but not notified, {} pending user(s)",
-            self.pending_orders, self.unnotified_orders, self.pending_users
+            "{} pending order(s), {} decided but not notified, {} pending user(s), {} unanswered order key(s)",
+            self.pending_orders, self.unnotified_orders, self.pending_users, self.unanswered_keys
         )
     }
 }
@@ -223,6 +239,13 @@ pub struct OrderPlaced {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct CancelAsked {
+    pub user_id: i64,
+    pub order_id: i64,
+    pub answer: Answer,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct UserRegistered {
     pub key: String,
     pub username: String,
@@ -235,6 +258,7 @@ pub struct Expectations {
     pub deposits: Vec<DepositMade>,
     pub orders: Vec<OrderPlaced>,
     pub registrations: Vec<UserRegistered>,
+    pub cancels: Vec<CancelAsked>,
     /// Every request that wrote anything is listed above (so whatever the
     /// databases hold beyond it is a stray write). False when other clients
     /// used the system too; then only the data's own consistency is checked.
@@ -293,10 +317,16 @@ impl Found {
 
 pub const PAID: &str = "paid";
 pub const REJECTED: &str = "rejected";
+pub const CANCELLED: &str = "cancelled";
 
 /// The reference billing keeps an order's payment under.
 pub fn payment_reference(order_id: i64) -> String {
     format!("order-{order_id}")
+}
+
+/// The reference of the refund that gives an order's payment back.
+pub fn refund_reference(order_id: i64) -> String {
+    format!("refund-{}", payment_reference(order_id))
 }
 
 /// Every invariant, on the stored data and on what clients were told.
@@ -320,7 +350,7 @@ fn check_ledger(s: &Snapshot, found: &mut Found) {
     let mut sums: BTreeMap<i64, i64> = BTreeMap::new();
     for entry in &s.ledger {
         let signed = match entry.kind.as_str() {
-            "deposit" => entry.amount,
+            "deposit" | "refund" => entry.amount,
             "withdrawal" => -entry.amount,
             other => {
                 found.add("ledger-kind", format!("entry {} has kind {other:?}", entry.id));
@@ -371,46 +401,61 @@ fn check_ledger(s: &Snapshot, found: &mut Found) {
     }
 }
 
-/// Every order decided and finished; paid ones charged exactly once under
-/// `order-{id}`, rejected ones not at all.
-fn check_orders(s: &Snapshot, found: &mut Found) {
-    let mut payments: BTreeMap<&str, Vec<&EntryRow>> = BTreeMap::new();
+/// The ledger entries under each reference.
+fn entries_by_reference(s: &Snapshot) -> BTreeMap<&str, Vec<&EntryRow>> {
+    let mut by: BTreeMap<&str, Vec<&EntryRow>> = BTreeMap::new();
     for entry in &s.ledger {
         if let Some(reference) = &entry.reference {
-            payments.entry(reference.as_str()).or_default().push(entry);
+            by.entry(reference.as_str()).or_default().push(entry);
         }
     }
+    by
+}
+
+fn described(entries: &[&EntryRow]) -> Vec<(i64, String, i64, i64)> {
+    entries.iter().map(|e| (e.id, e.kind.clone(), e.amount, e.user_id)).collect()
+}
+
+/// Every order decided and finished; paid ones charged exactly once under
+/// `order-{id}`, rejected ones not at all, cancelled ones given back
+/// exactly what was taken (net 0).
+fn check_orders(s: &Snapshot, found: &mut Found) {
+    let by_reference = entries_by_reference(s);
+    let under = |reference: &str| by_reference.get(reference).map(Vec::as_slice).unwrap_or_default();
     let declines: BTreeMap<(i64, &str), &DeclinedRow> =
         s.declined.iter().map(|d| ((d.user_id, d.reference.as_str()), d)).collect();
     for order in &s.orders {
         let id = order.id;
-        if order.status != PAID && order.status != REJECTED {
+        if ![PAID, REJECTED, CANCELLED].contains(&order.status.as_str()) {
             found.add("order-decided", format!("order {id} is {:?}", order.status));
         }
         if !order.notified {
             found.add("order-finished", format!("order {id} ({}) has no notified_at", order.status));
         }
         let reference = payment_reference(id);
-        let charges = payments.get(reference.as_str()).map(Vec::as_slice).unwrap_or_default();
+        let charges = under(&reference);
+        let refunds = under(&refund_reference(id));
+        let right_charges = charges
+            .iter()
+            .filter(|e| e.kind == "withdrawal" && e.amount == order.price && e.user_id == order.user_id)
+            .count();
+        if order.status != CANCELLED && !refunds.is_empty() {
+            found.add(
+                "refund-only-when-cancelled",
+                format!("{} order {id} has refunds: {:?}", order.status, described(refunds)),
+            );
+        }
         match order.status.as_str() {
-            PAID => {
-                let right = charges
-                    .iter()
-                    .filter(|e| e.kind == "withdrawal" && e.amount == order.price && e.user_id == order.user_id)
-                    .count();
-                if charges.len() != 1 || right != 1 {
-                    found.add(
-                        "paid-charged-once",
-                        format!(
-                            "paid order {id} (user {}, price {}): {} ledger entr(ies) under {reference}: {:?}",
-                            order.user_id,
-                            order.price,
-                            charges.len(),
-                            charges.iter().map(|e| (e.id, &e.kind, e.amount, e.user_id)).collect::<Vec<_>>()
-                        ),
-                    );
-                }
-            }
+            PAID if charges.len() != 1 || right_charges != 1 => found.add(
+                "paid-charged-once",
+                format!(
+                    "paid order {id} (user {}, price {}): {} ledger entr(ies) under {reference}: {:?}",
+                    order.user_id,
+                    order.price,
+                    charges.len(),
+                    described(charges)
+                ),
+            ),
             REJECTED => {
                 if !charges.is_empty() {
                     found.add(
@@ -419,15 +464,18 @@ fn check_orders(s: &Snapshot, found: &mut Found) {
                             "rejected order {id} (user {}, price {}) was charged: {:?}",
                             order.user_id,
                             order.price,
-                            charges.iter().map(|e| (e.id, &e.kind, e.amount)).collect::<Vec<_>>()
+                            described(charges)
                         ),
                     );
                 }
                 match declines.get(&(order.user_id, reference.as_str())) {
-                    Some(d) if d.amount == order.price => {}
+                    Some(d) if d.amount == order.price && d.reason == "insufficient_funds" => {}
                     Some(d) => found.add(
                         "rejected-declined-by-billing",
-                        format!("rejected order {id}: billing declined {} (the price is {})", d.amount, order.price),
+                        format!(
+                            "rejected order {id}: billing declined {} ({}; the price is {})",
+                            d.amount, d.reason, order.price
+                        ),
                     ),
                     None => found.add(
                         "rejected-declined-by-billing",
@@ -435,27 +483,90 @@ fn check_orders(s: &Snapshot, found: &mut Found) {
                     ),
                 }
             }
+            CANCELLED => check_cancelled(order, charges, refunds, declines.get(&(order.user_id, &reference)), found),
             _ => {}
         }
     }
-    // Money taken under an order's reference for an order that is not paid.
+    // Money moved under an order's reference for an order that is not there,
+    // and refunds for one that is not cancelled.
     let orders: BTreeMap<i64, &OrderRow> = s.orders.iter().map(|o| (o.id, o)).collect();
     for entry in &s.ledger {
-        let Some(id) = entry.reference.as_deref().and_then(|r| r.strip_prefix("order-")) else { continue };
+        let Some(reference) = entry.reference.as_deref() else { continue };
+        let (id, is_refund) = match (reference.strip_prefix("refund-order-"), reference.strip_prefix("order-")) {
+            (Some(id), _) => (id, true),
+            (None, Some(id)) => (id, false),
+            (None, None) => continue,
+        };
         match id.parse::<i64>().ok().and_then(|id| orders.get(&id)) {
             Some(_) => {} // judged above, from the order's side
             None => found.add(
-                "payment-has-order",
-                format!("ledger entry {} ({} {}) under {:?}: no such order", entry.id, entry.kind, entry.amount, id),
+                if is_refund { "refund-only-when-cancelled" } else { "payment-has-order" },
+                format!(
+                    "ledger entry {} ({} {}) under {reference:?}: no such order",
+                    entry.id, entry.kind, entry.amount
+                ),
             ),
         }
     }
 }
 
-fn letter_kind(status: &str) -> Option<&'static str> {
+/// A cancelled order: what was withdrawn under its payment (at most its
+/// price, once) came back in at most one refund, and order-service
+/// recorded that amount; nothing withdrawn means billing closed the
+/// reference (declined or voided), so no payment can land later.
+fn check_cancelled(
+    order: &OrderRow,
+    charges: &[&EntryRow],
+    refunds: &[&EntryRow],
+    declined: Option<&&DeclinedRow>,
+    found: &mut Found,
+) {
+    let id = order.id;
+    let taken: i64 = charges.iter().filter(|e| e.kind == "withdrawal").map(|e| e.amount).sum();
+    let given: i64 = refunds.iter().filter(|e| e.kind == "refund").map(|e| e.amount).sum();
+    let wrong_charge =
+        charges.iter().any(|e| e.kind != "withdrawal" || e.amount != order.price || e.user_id != order.user_id);
+    let wrong_refund = refunds.iter().any(|e| e.kind != "refund" || e.user_id != order.user_id);
+    if charges.len() > 1 || refunds.len() > 1 || wrong_charge || wrong_refund {
+        found.add(
+            "cancelled-refunded-once",
+            format!(
+                "cancelled order {id} (user {}, price {}): under its payment {:?}, under its refund {:?}",
+                order.user_id,
+                order.price,
+                described(charges),
+                described(refunds)
+            ),
+        );
+    }
+    if taken != given {
+        found.add(
+            "cancelled-net-zero",
+            format!("cancelled order {id} (user {}): {taken} withdrawn, {given} refunded", order.user_id),
+        );
+    }
+    if order.refunded.unwrap_or(0) != given {
+        found.add(
+            "cancelled-net-zero",
+            format!("cancelled order {id}: order-service recorded {:?} refunded, billing {given}", order.refunded),
+        );
+    }
+    if charges.is_empty() && declined.is_none() {
+        found.add(
+            "cancelled-payment-closed",
+            format!("cancelled order {id}: nothing withdrawn, yet its payment reference is not closed"),
+        );
+    }
+}
+
+/// The letters an order's status calls for: exactly one of the first kind,
+/// and at most one of the second (a paid order cancelled after its letter
+/// went out has both).
+fn letters_for(status: &str) -> Option<(&'static str, Option<&'static str>)> {
     match status {
-        PAID => Some("order_paid"),
-        REJECTED => Some("order_rejected"),
+        PAID => Some(("order_paid", None)),
+        REJECTED => Some(("order_rejected", None)),
+        CANCELLED => Some(("order_cancelled", Some("order_paid"))),
         _ => None,
     }
 }
@@ -469,14 +580,16 @@ fn check_letters(s: &Snapshot, found: &mut Found) {
     }
     for order in &s.orders {
         let letters = by_order.remove(&order.id).unwrap_or_default();
-        let Some(want) = letter_kind(&order.status) else {
+        let Some((want, earlier)) = letters_for(&order.status) else {
             if !letters.is_empty() {
                 found.add("one-right-letter", format!("order {} is {} yet has a letter", order.id, order.status));
             }
             continue;
         };
         let kinds: Vec<&str> = letters.iter().map(|l| l.kind.as_str()).collect();
-        if kinds != [want] {
+        let wanted = kinds.iter().filter(|&&k| k == want).count();
+        let others: Vec<&str> = kinds.iter().copied().filter(|&k| k != want).collect();
+        if wanted != 1 || !(others.is_empty() || (others.len() == 1 && Some(others[0]) == earlier)) {
             found.add(
                 "one-right-letter",
                 format!("{} order {}: letters {kinds:?}, want [{want:?}]", order.status, order.id),
@@ -580,7 +693,9 @@ fn check_answers(s: &Snapshot, e: &Expectations, found: &mut Found) {
                     );
                 }
                 let told = body["status"].as_str().unwrap_or_default();
-                if *status == 201 && told != order.status {
+                // Cancelled since: by a client that was told it paid or pending.
+                let cancelled_since = order.status == CANCELLED && told != REJECTED;
+                if *status == 201 && told != order.status && !cancelled_since {
                     found.add(
                         "answer-matches-store",
                         format!("order {id} (key {key:?}): answered {told}, stored {}", order.status),
@@ -600,6 +715,30 @@ fn check_answers(s: &Snapshot, e: &Expectations, found: &mut Found) {
                 "request-succeeds",
                 format!("order key {key:?} (user {}, price {}): {status} {body}", placed.user_id, placed.price),
             ),
+        }
+    }
+    for cancel in &e.cancels {
+        let id = cancel.order_id;
+        let stored = orders.get(&id).map(|o| o.status.as_str());
+        let wrong = |found: &mut Found, told: &str| {
+            found.add("answer-matches-store", format!("cancel of order {id}: answered {told}, stored {stored:?}"))
+        };
+        match &cancel.answer {
+            Answer::Unsettled(last) => found.add("definite-answer", format!("cancel of order {id}: none; last {last}")),
+            Answer::Definite(status @ (200 | 202), body) => {
+                let told = body["status"].as_str().unwrap_or_default();
+                let want = if *status == 200 { CANCELLED } else { "cancelling" };
+                if told != want || body["id"].as_i64() != Some(id) || stored != Some(CANCELLED) {
+                    wrong(found, &format!("{status} {body}"));
+                }
+            }
+            Answer::Definite(409, body) if problem_slug(body) == "order-not-cancellable" => {
+                if stored != Some(REJECTED) {
+                    wrong(found, "409 order-not-cancellable");
+                }
+            }
+            Answer::Definite(status, body) => found
+                .add("request-succeeds", format!("cancel of order {id} (user {}): {status} {body}", cancel.user_id)),
         }
     }
     let entries: BTreeMap<(i64, &str), &EntryRow> =
@@ -657,8 +796,14 @@ fn check_answers(s: &Snapshot, e: &Expectations, found: &mut Found) {
     }
 }
 
+/// The last segment of a problem's `type`.
+pub fn problem_slug(body: &Value) -> &str {
+    body["type"].as_str().and_then(|t| t.rsplit('/').next()).unwrap_or_default()
+}
+
 /// With every request known: the balance is what was deposited (answered
-/// 200) less what was paid, and nothing was written that nobody asked for.
+/// 200) less what was paid (a cancelled order's money came back), and
+/// nothing was written that nobody asked for.
 fn check_model(s: &Snapshot, e: &Expectations, found: &mut Found) {
     let mut expected: BTreeMap<i64, i64> = s.accounts.iter().map(|a| (a.user_id, 0)).collect();
     let ledger_refs: BTreeMap<(i64, &str), &EntryRow> =
@@ -697,6 +842,7 @@ fn check_model(s: &Snapshot, e: &Expectations, found: &mut Found) {
         let stray = match (entry.kind.as_str(), entry.reference.as_deref()) {
             ("deposit", Some(r)) => !asked.contains(&(entry.user_id, r)),
             ("withdrawal", Some(r)) => !r.starts_with("order-"),
+            ("refund", Some(r)) => !r.starts_with("refund-order-"),
             _ => true,
         };
         if stray {
@@ -708,6 +854,10 @@ fn check_model(s: &Snapshot, e: &Expectations, found: &mut Found) {
                 ),
             );
         }
+    }
+    let asked_to_cancel: BTreeSet<i64> = e.cancels.iter().map(|c| c.order_id).collect();
+    for order in s.orders.iter().filter(|o| o.status == CANCELLED && !asked_to_cancel.contains(&o.id)) {
+        found.add("no-stray-write", format!("order {} is cancelled, yet no client cancelled it", order.id));
     }
     let keyed: BTreeSet<i64> = s.order_keys.iter().filter_map(|k| k.resource_id).collect();
     let sent: BTreeSet<String> = e.orders.iter().map(|o| stored_order_key(o.user_id, &o.key)).collect();
@@ -732,7 +882,9 @@ mod tests {
     use serde_json::json;
 
     /// A consistent little world: user 1 deposited 1000 (`d1`) and 50
-    /// (`d2`), order 10 (300) paid, order 11 (900) rejected.
+    /// (`d2`), order 10 (300) paid, order 11 (900) rejected, order 20 (200)
+    /// paid and then cancelled (refunded), order 21 (400) cancelled before
+    /// its payment (voided); a cancel of order 11 was refused.
     fn world() -> (Snapshot, Expectations) {
         let key = |key: &str, id: i64| KeyRow { key: key.into(), resource_id: Some(id), status_code: Some(201) };
         let entry = |id, kind: &str, amount, reference: &str| EntryRow {
@@ -750,16 +902,50 @@ mod tests {
                 entry(1, "deposit", 1000, "d1"),
                 entry(2, "withdrawal", 300, "order-10"),
                 entry(3, "deposit", 50, "d2"),
+                entry(7, "withdrawal", 200, "order-20"),
+                entry(8, "refund", 200, "refund-order-20"),
             ],
-            declined: vec![DeclinedRow { user_id: 1, reference: "order-11".into(), amount: 900 }],
+            declined: vec![
+                DeclinedRow {
+                    user_id: 1,
+                    reference: "order-11".into(),
+                    amount: 900,
+                    reason: "insufficient_funds".into(),
+                },
+                DeclinedRow { user_id: 1, reference: "order-21".into(), amount: 400, reason: "voided".into() },
+            ],
             orders: vec![
-                OrderRow { id: 10, user_id: 1, price: 300, status: "paid".into(), notified: true },
-                OrderRow { id: 11, user_id: 1, price: 900, status: "rejected".into(), notified: true },
+                OrderRow { id: 10, user_id: 1, price: 300, status: "paid".into(), notified: true, refunded: None },
+                OrderRow { id: 11, user_id: 1, price: 900, status: "rejected".into(), notified: true, refunded: None },
+                OrderRow {
+                    id: 20,
+                    user_id: 1,
+                    price: 200,
+                    status: "cancelled".into(),
+                    notified: true,
+                    refunded: Some(200),
+                },
+                OrderRow {
+                    id: 21,
+                    user_id: 1,
+                    price: 400,
+                    status: "cancelled".into(),
+                    notified: true,
+                    refunded: Some(0),
+                },
             ],
-            order_keys: vec![key(&stored_order_key(1, "o-10"), 10), key(&stored_order_key(1, "o-11"), 11)],
+            order_keys: vec![
+                key(&stored_order_key(1, "o-10"), 10),
+                key(&stored_order_key(1, "o-11"), 11),
+                key(&stored_order_key(1, "o-20"), 20),
+                key(&stored_order_key(1, "o-21"), 21),
+            ],
             letters: vec![
                 LetterRow { id: 1, user_id: 1, order_id: 10, kind: "order_paid".into() },
                 LetterRow { id: 2, user_id: 1, order_id: 11, kind: "order_rejected".into() },
+                LetterRow { id: 5, user_id: 1, order_id: 20, kind: "order_paid".into() },
+                LetterRow { id: 6, user_id: 1, order_id: 20, kind: "order_cancelled".into() },
+                LetterRow { id: 7, user_id: 1, order_id: 21, kind: "order_cancelled".into() },
             ],
         };
         let ok = |status, body| Answer::Definite(status, body);
@@ -785,6 +971,27 @@ mod tests {
                     key: "o-11".into(),
                     price: 900,
                     answer: ok(202, json!({"id": 11, "status": "pending"})),
+                },
+                OrderPlaced {
+                    user_id: 1,
+                    key: "o-20".into(),
+                    price: 200,
+                    answer: ok(201, json!({"id": 20, "status": "paid"})),
+                },
+                OrderPlaced {
+                    user_id: 1,
+                    key: "o-21".into(),
+                    price: 400,
+                    answer: ok(202, json!({"id": 21, "status": "pending"})),
+                },
+            ],
+            cancels: vec![
+                CancelAsked { user_id: 1, order_id: 20, answer: ok(200, json!({"id": 20, "status": "cancelled"})) },
+                CancelAsked { user_id: 1, order_id: 21, answer: ok(202, json!({"id": 21, "status": "cancelling"})) },
+                CancelAsked {
+                    user_id: 1,
+                    order_id: 11,
+                    answer: ok(409, json!({"type": "https://x/problems/order-not-cancellable"})),
                 },
             ],
             registrations: vec![UserRegistered {
@@ -903,8 +1110,20 @@ mod tests {
     #[test]
     fn two_orders_for_one_key_are_caught() {
         let (mut s, e) = settled();
-        s.orders.push(OrderRow { id: 12, user_id: 1, price: 300, status: "rejected".into(), notified: true });
-        s.declined.push(DeclinedRow { user_id: 1, reference: "order-12".into(), amount: 300 });
+        s.orders.push(OrderRow {
+            id: 12,
+            user_id: 1,
+            price: 300,
+            status: "rejected".into(),
+            notified: true,
+            refunded: None,
+        });
+        s.declined.push(DeclinedRow {
+            user_id: 1,
+            reference: "order-12".into(),
+            amount: 300,
+            reason: "insufficient_funds".into(),
+        });
         s.letters.push(LetterRow { id: 3, user_id: 1, order_id: 12, kind: "order_rejected".into() });
         assert_eq!(names(&check(&s, &e)), BTreeSet::from(["one-resource-per-key"]));
     }
@@ -950,5 +1169,101 @@ mod tests {
         assert!(names(&check(&s, &e)).contains("no-stray-write"));
         e.complete = false;
         assert_eq!(check(&s, &e), vec![]);
+    }
+
+    fn refund(id: i64, amount: i64, order: i64) -> EntryRow {
+        EntryRow { id, user_id: 1, kind: "refund".into(), amount, reference: Some(refund_reference(order)) }
+    }
+
+    #[test]
+    fn a_refund_sent_twice_is_caught() {
+        let (mut s, e) = settled();
+        s.ledger.push(refund(9, 200, 20));
+        s.accounts[0].balance += 200;
+        let found = names(&check(&s, &e));
+        for want in [
+            "cancelled-refunded-once",
+            "cancelled-net-zero",
+            "one-outcome-per-reference",
+            "balance-is-deposits-less-paid",
+        ] {
+            assert!(found.contains(want), "{want} missing from {found:?}");
+        }
+    }
+
+    #[test]
+    fn a_cancelled_order_that_kept_the_money_is_caught() {
+        let (mut s, e) = settled();
+        s.ledger.retain(|en| en.kind != "refund");
+        s.accounts[0].balance -= 200;
+        let found = names(&check(&s, &e));
+        assert!(found.contains("cancelled-net-zero") && found.contains("balance-is-deposits-less-paid"), "{found:?}");
+    }
+
+    #[test]
+    fn a_payment_that_lands_after_the_void_is_caught() {
+        let (mut s, e) = settled();
+        s.ledger.push(EntryRow {
+            id: 9,
+            user_id: 1,
+            kind: "withdrawal".into(),
+            amount: 400,
+            reference: Some("order-21".into()),
+        });
+        s.accounts[0].balance -= 400;
+        let found = names(&check(&s, &e));
+        for want in ["cancelled-net-zero", "one-outcome-per-reference", "balance-is-deposits-less-paid"] {
+            assert!(found.contains(want), "{want} missing from {found:?}");
+        }
+        // And a cancel that left the payment reference open.
+        let (mut s, e) = settled();
+        s.declined.retain(|d| d.reference != "order-21");
+        assert_eq!(names(&check(&s, &e)), BTreeSet::from(["cancelled-payment-closed"]));
+    }
+
+    #[test]
+    fn a_refund_for_an_order_not_cancelled_is_caught() {
+        let (mut s, e) = settled();
+        s.ledger.push(refund(9, 300, 10));
+        s.accounts[0].balance += 300;
+        assert!(names(&check(&s, &e)).contains("refund-only-when-cancelled"));
+        let (mut s, e) = settled();
+        s.ledger.push(refund(9, 300, 99));
+        s.accounts[0].balance += 300;
+        assert!(names(&check(&s, &e)).contains("refund-only-when-cancelled"));
+    }
+
+    #[test]
+    fn a_cancelled_order_without_its_letter_or_with_a_wrong_one_is_caught() {
+        let (mut s, e) = settled();
+        s.letters.retain(|l| !(l.order_id == 21 && l.kind == "order_cancelled"));
+        assert_eq!(names(&check(&s, &e)), BTreeSet::from(["one-right-letter"]));
+        let (mut s, e) = settled();
+        s.letters.push(LetterRow { id: 8, user_id: 1, order_id: 21, kind: "order_rejected".into() });
+        assert_eq!(names(&check(&s, &e)), BTreeSet::from(["one-right-letter"]));
+    }
+
+    #[test]
+    fn cancel_answers_are_held_to_the_store() {
+        let (s, mut e) = settled();
+        e.cancels[2].order_id = 20; // "not cancellable", yet it was cancelled
+        assert_eq!(names(&check(&s, &e)), BTreeSet::from(["answer-matches-store"]));
+        let (s, mut e) = settled();
+        e.cancels[0].answer = Answer::Definite(404, json!({}));
+        assert_eq!(names(&check(&s, &e)), BTreeSet::from(["request-succeeds"]));
+        let (s, mut e) = settled();
+        e.cancels[1].answer = Answer::Unsettled("503".into());
+        assert_eq!(names(&check(&s, &e)), BTreeSet::from(["definite-answer"]));
+        // A cancelled order nobody cancelled.
+        let (s, mut e) = settled();
+        e.cancels.retain(|c| c.order_id != 21);
+        assert_eq!(names(&check(&s, &e)), BTreeSet::from(["no-stray-write"]));
+    }
+
+    #[test]
+    fn a_cancel_recorded_with_the_wrong_amount_is_caught() {
+        let (mut s, e) = settled();
+        s.orders[2].refunded = Some(0);
+        assert_eq!(names(&check(&s, &e)), BTreeSet::from(["cancelled-net-zero"]));
     }
 }

@@ -133,7 +133,7 @@ impl RollingConfig {
             users: 20,
             clients: 6,
             mix: OperationMix {
-                weights: [30, 70, 0],
+                weights: [30, 70, 0, 0],
                 deposit: 1_000..=40_000,
                 price: 100..=30_000,
                 pause_ms: 10..=40,
@@ -260,7 +260,8 @@ impl StretchFigures {
             let figures = stretches.entry(timeline.stretch_of(p.began)).or_default();
             match p.intent.request.kind() {
                 OpKind::Order => figures.orders += 1,
-                OpKind::Deposit | OpKind::Register => figures.deposits += 1,
+                OpKind::Deposit => figures.deposits += 1,
+                OpKind::Register | OpKind::Cancel | OpKind::List => {} // this load sends none of these
             }
             figures.attempts += p.intent.attempts as usize;
             for (at, why) in &p.failures {
@@ -439,7 +440,8 @@ impl Load {
             if operation == Operation::Register {
                 continue;
             }
-            let request = request_for(operation, &self.sessions, client, n);
+            // Nor cancels (their weight is 0).
+            let Some(request) = request_for(operation, &self.sessions, client, n) else { continue };
             n += 1;
             let began = Instant::now();
             let first = self.driver.send(&request, Phase::Load).await;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage 30: the seeded chaos soak (testkit/src/bin/chaos.rs). The four service binaries on
-# fresh PostgreSQL databases under a random mix of orders, deposits and sign-ups while random
+# fresh PostgreSQL databases under a random mix of orders, deposits, sign-ups and cancels while random
 # services are SIGKILLed, SIGSTOPped and SIGTERMed and restarted; then every request without a
 # definite answer is repeated with its key or reference and every invariant is checked.
 #

@@ -1,5 +1,5 @@
 //! The seeded chaos soak (see `testkit::chaos`): the four service binaries
-//! on PostgreSQL under a random mix of orders, deposits and sign-ups while
+//! on PostgreSQL under a random mix of orders, deposits, sign-ups and cancels while
 //! random services are killed, frozen and terminated; then every invariant.
 //!
 //! Environment (all optional):

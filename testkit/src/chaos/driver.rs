@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use reqwest::RequestBuilder;
 use serde_json::{Value, json};
 
+use service_kit::problem::chain;
+
 use crate::cluster::ServiceKind;
 use crate::invariants::Answer;
 
@@ -49,25 +51,35 @@ pub enum OpKind {
     Deposit,
     Order,
     Register,
+    Cancel,
+    /// `GET /orders`: how a client finds the order it cancels (never
+    /// repeated, not an [`Intent`]).
+    List,
 }
 
 impl OpKind {
+    pub const ALL: [OpKind; 5] = [OpKind::Deposit, OpKind::Order, OpKind::Register, OpKind::Cancel, OpKind::List];
+
     pub fn name(self) -> &'static str {
         match self {
             OpKind::Deposit => "deposit",
             OpKind::Order => "order",
             OpKind::Register => "register",
+            OpKind::Cancel => "cancel",
+            OpKind::List => "list",
         }
     }
 }
 
 /// A request that can be sent again as it was (same key, same reference,
-/// same body): what makes retrying an indefinite answer safe.
+/// same body): what makes retrying an indefinite answer safe. A cancel
+/// needs none: cancelling a cancelled order changes nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Deposit { session: Session, reference: String, amount: i64 },
     Order { session: Session, key: String, price: i64 },
     Register { key: String, username: String },
+    Cancel { session: Session, order_id: i64 },
 }
 
 impl Request {
@@ -76,6 +88,7 @@ impl Request {
             Request::Deposit { .. } => OpKind::Deposit,
             Request::Order { .. } => OpKind::Order,
             Request::Register { .. } => OpKind::Register,
+            Request::Cancel { .. } => OpKind::Cancel,
         }
     }
 
@@ -83,16 +96,8 @@ impl Request {
     pub fn service(&self) -> ServiceKind {
         match self {
             Request::Deposit { .. } => ServiceKind::Billing,
-            Request::Order { .. } => ServiceKind::Order,
+            Request::Order { .. } | Request::Cancel { .. } => ServiceKind::Order,
             Request::Register { .. } => ServiceKind::User,
-        }
-    }
-
-    /// The key or reference that makes it idempotent.
-    pub fn token(&self) -> &str {
-        match self {
-            Request::Deposit { reference, .. } => reference,
-            Request::Order { key, .. } | Request::Register { key, .. } => key,
         }
     }
 
@@ -111,6 +116,9 @@ impl Request {
                 http.post(format!("{}/users", at.users)).header("Idempotency-Key", key).json(
                     &json!({ "username": username, "email": format!("{username}@example.com"), "password": PASSWORD }),
                 )
+            }
+            Request::Cancel { session, order_id } => {
+                session.authorize(http.post(format!("{}/orders/{order_id}/cancel", at.orders)))
             }
         }
     }
@@ -234,19 +242,38 @@ impl Driver {
     }
 
     pub async fn send(&self, request: &Request, phase: Phase) -> Outcome {
+        let built = request.build(&self.http, &self.endpoints);
+        self.exchange(built, request.service(), request.kind(), phase).await
+    }
+
+    /// The user's orders, newest first, as `(id, status)` (`GET /orders`);
+    /// `None` unless that is answered 200 with a list.
+    pub async fn orders_of(&self, session: &Session, phase: Phase) -> Option<Vec<(i64, String)>> {
+        let built =
+            session.authorize(self.http.get(format!("{}/orders?user_id={}", self.endpoints.orders, session.user_id)));
+        let Outcome::Definite(200, Value::Array(orders)) =
+            self.exchange(built, ServiceKind::Order, OpKind::List, phase).await
+        else {
+            return None;
+        };
+        orders.iter().map(|o| Some((o["id"].as_i64()?, o["status"].as_str()?.to_owned()))).collect()
+    }
+
+    /// Sends a request once, sorts the answer and logs the exchange.
+    async fn exchange(&self, request: RequestBuilder, service: ServiceKind, kind: OpKind, phase: Phase) -> Outcome {
         let sent = Instant::now();
-        let result = request.build(&self.http, &self.endpoints).send().await;
+        let result = request.send().await;
         let outcome = match result {
             Err(e) => {
                 let why = if e.is_timeout() { Indefinite::Timeout } else { Indefinite::Transport };
-                Outcome::Indefinite(why, describe(&e))
+                Outcome::Indefinite(why, chain(&e))
             }
             Ok(res) => {
                 let status = res.status().as_u16();
                 match res.text().await {
                     Err(e) => {
                         let why = if e.is_timeout() { Indefinite::Timeout } else { Indefinite::Transport };
-                        Outcome::Indefinite(why, format!("{status}, then the body failed: {}", describe(&e)))
+                        Outcome::Indefinite(why, format!("{status}, then the body failed: {}", chain(&e)))
                     }
                     Ok(text) => sort(status, &text),
                 }
@@ -263,8 +290,8 @@ impl Driver {
             Outcome::Definite(..) => None,
         };
         self.exchanges.lock().expect("exchange log").push(Exchange {
-            service: request.service(),
-            kind: request.kind(),
+            service,
+            kind,
             phase,
             sent,
             took: sent.elapsed(),
@@ -287,23 +314,10 @@ pub fn sort(status: u16, text: &str) -> Outcome {
     if status >= 500 {
         return Outcome::Indefinite(Indefinite::ServerError(status), short());
     }
-    let slug = body["type"].as_str().and_then(|t| t.rsplit('/').next()).unwrap_or_default();
-    if status == 409 && slug == "request-in-progress" {
+    if status == 409 && crate::invariants::problem_slug(&body) == "request-in-progress" {
         return Outcome::Indefinite(Indefinite::InProgress, short());
     }
     Outcome::Definite(status, body)
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

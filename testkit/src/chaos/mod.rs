@@ -1,5 +1,6 @@
 //! The seeded chaos soak: the four services on PostgreSQL ([`Cluster`]),
-//! clients placing orders and deposits and registering users, and a fault
+//! clients placing orders and deposits, registering users and cancelling
+//! orders, and a fault
 //! task killing, freezing and terminating random services meanwhile — all
 //! drawn from one printed seed. Afterwards everything is let settle, every
 //! request that got no definite answer is repeated with its key or
@@ -88,6 +89,8 @@ pub struct SoakReport {
     pub shutdown: Vec<(ReplicaId, Termination)>,
     pub exchanges: Vec<Exchange>,
     pub intents: Vec<Intent>,
+    /// Cancels sent for an order listed as `pending`: racing its payment.
+    pub cancels_of_pending: usize,
     /// Requests still indefinite when the load ended, by kind.
     pub indefinite_after_load: BTreeMap<OpKind, usize>,
     pub retry: RetryFigures,
@@ -106,6 +109,7 @@ pub struct Stored {
     pub orders: usize,
     pub paid: usize,
     pub rejected: usize,
+    pub cancelled: usize,
     pub ledger_entries: usize,
     pub letters: usize,
 }
@@ -117,6 +121,7 @@ impl Stored {
             orders: snapshot.orders.len(),
             paid: snapshot.orders.iter().filter(|o| o.status == invariants::PAID).count(),
             rejected: snapshot.orders.iter().filter(|o| o.status == invariants::REJECTED).count(),
+            cancelled: snapshot.orders.iter().filter(|o| o.status == invariants::CANCELLED).count(),
             ledger_entries: snapshot.ledger.len(),
             letters: snapshot.letters.len(),
         }
@@ -124,9 +129,9 @@ impl Stored {
 }
 
 impl Stored {
-    /// `orders=… paid=… rejected=…`, for a line of figures.
+    /// `orders=… paid=… rejected=… cancelled=…`, for a line of figures.
     pub fn figures(&self) -> String {
-        format!("orders={} paid={} rejected={}", self.orders, self.paid, self.rejected)
+        format!("orders={} paid={} rejected={} cancelled={}", self.orders, self.paid, self.rejected, self.cancelled)
     }
 }
 
@@ -134,8 +139,8 @@ impl fmt::Display for Stored {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} users, {} orders ({} paid, {} rejected), {} ledger entries, {} letters",
-            self.users, self.orders, self.paid, self.rejected, self.ledger_entries, self.letters
+            "{} users, {} orders ({} paid, {} rejected, {} cancelled), {} ledger entries, {} letters",
+            self.users, self.orders, self.paid, self.rejected, self.cancelled, self.ledger_entries, self.letters
         )
     }
 }
@@ -163,7 +168,7 @@ impl SoakReport {
         let count = |k| by.get(&k).copied().unwrap_or(0);
         format!(
             "chaos-figures seed={} seconds={:.0} faults={} kill={} pause={} terminate={} requests={} \
-             indefinite={} retried_ok={} {} violations={}",
+             indefinite={} retried_ok={} {} cancel_races={} violations={}",
             self.seed,
             self.load_time.as_secs_f64(),
             self.disturbances.len(),
@@ -174,6 +179,7 @@ impl SoakReport {
             self.indefinite_in_load(),
             self.retry.settled,
             self.stored.figures(),
+            self.cancels_of_pending,
             self.violations.len()
         )
     }
@@ -208,8 +214,11 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport, String> {
             tokio::spawn(client_loop(driver.clone(), sessions.clone(), plan, c, deadline))
         })
         .collect();
+    let mut cancels_of_pending = 0;
     for client in clients {
-        intents.extend(client.await.map_err(|e| format!("a client task failed: {e}"))?);
+        let (theirs, pending) = client.await.map_err(|e| format!("a client task failed: {e}"))?;
+        intents.extend(theirs);
+        cancels_of_pending += pending;
     }
     let disturbances = match fault_task {
         Some(task) => task.await.map_err(|e| format!("the fault task failed: {e}"))?,
@@ -258,6 +267,7 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport, String> {
         shutdown,
         exchanges,
         intents,
+        cancels_of_pending,
         indefinite_after_load,
         retry,
         settling,
@@ -323,9 +333,10 @@ async fn until_definite(driver: &Driver, request: &Request) -> Outcome {
 }
 
 /// The `n`th request of `client` for `operation`, with a key or reference
-/// of its own.
-pub fn request_for(operation: Operation, sessions: &[Session], client: usize, n: usize) -> Request {
-    match operation {
+/// of its own. `None` for a cancel: which order it cancels is looked up
+/// ([`order_to_cancel`]).
+pub fn request_for(operation: Operation, sessions: &[Session], client: usize, n: usize) -> Option<Request> {
+    Some(match operation {
         Operation::Deposit { user, amount } => {
             Request::Deposit { session: sessions[user].clone(), reference: format!("dep-{client}-{n}"), amount }
         }
@@ -335,21 +346,59 @@ pub fn request_for(operation: Operation, sessions: &[Session], client: usize, n:
         Operation::Register => {
             Request::Register { key: format!("reg-{client}-{n}"), username: format!("c{client}n{n}") }
         }
-    }
+        Operation::Cancel { .. } => return None,
+    })
 }
 
-/// One client: its seeded operations, one after another, until `deadline`.
+/// Which of a user's orders (newest first, `(id, status)`) a cancel goes
+/// to: the newest `pending` one, else the `recent`-th newest (fewer: the
+/// oldest); and whether it was pending.
+pub fn order_to_cancel(orders: &[(i64, String)], recent: usize) -> Option<(i64, bool)> {
+    if let Some((id, _)) = orders.iter().find(|(_, status)| status == "pending") {
+        return Some((*id, true));
+    }
+    orders.get(recent).or(orders.last()).map(|(id, _)| (*id, false))
+}
+
+/// The cancel `operation` calls for, after listing the user's orders;
+/// `None` when there is none to cancel or the list gets no answer. The
+/// flag: the order was pending when it was listed.
+async fn cancel_for(driver: &Driver, operation: Operation, sessions: &[Session]) -> Option<(Request, bool)> {
+    let Operation::Cancel { user, recent } = operation else { return None };
+    let session = &sessions[user];
+    let orders = driver.orders_of(session, Phase::Load).await?;
+    let (order_id, pending) = order_to_cancel(&orders, recent)?;
+    Some((Request::Cancel { session: session.clone(), order_id }, pending))
+}
+
+/// One client: its seeded operations, one after another, until `deadline`;
+/// what it asked and was answered, and how many of its cancels went to a
+/// pending order.
 async fn client_loop(
     driver: Arc<Driver>,
     sessions: Arc<Vec<Session>>,
     mut plan: ClientPlan,
     client: usize,
     deadline: Instant,
-) -> Vec<Intent> {
+) -> (Vec<Intent>, usize) {
     let mut intents = Vec::new();
+    let mut cancels_of_pending = 0;
     let mut n = 0;
     while Instant::now() < deadline {
-        let request = request_for(plan.next_operation(), &sessions, client, n);
+        let operation = plan.next_operation();
+        let request = match request_for(operation, &sessions, client, n) {
+            Some(request) => request,
+            None => match cancel_for(&driver, operation, &sessions).await {
+                Some((request, pending)) => {
+                    cancels_of_pending += usize::from(pending);
+                    request
+                }
+                None => {
+                    tokio::time::sleep(plan.pause()).await;
+                    continue;
+                }
+            },
+        };
         n += 1;
         let outcome = driver.send(&request, Phase::Load).await;
         // Drawn whatever the answer, so the plan does not depend on timing.
@@ -360,7 +409,7 @@ async fn client_loop(
         intents.push(Intent { request, first: outcome.clone(), outcome, attempts: 1 });
         tokio::time::sleep(wait).await;
     }
-    intents
+    (intents, cancels_of_pending)
 }
 
 /// Waits (bounded) until the recovery loops have nothing left to do;
@@ -450,6 +499,9 @@ pub fn expectations_of(intents: &[Intent]) -> Expectations {
                 username: username.clone(),
                 answer,
             }),
+            Request::Cancel { session, order_id } => {
+                e.cancels.push(invariants::CancelAsked { user_id: session.user_id, order_id: *order_id, answer })
+            }
         }
     }
     e
@@ -530,7 +582,7 @@ impl fmt::Display for SoakReport {
             }
             let total: usize = by.values().sum();
             writeln!(f, "  requests ({phase:?} phase): {total}")?;
-            for kind in [OpKind::Deposit, OpKind::Order, OpKind::Register] {
+            for kind in OpKind::ALL {
                 let parts: Vec<String> =
                     by.iter().filter(|((k, _), _)| *k == kind).map(|((_, label), n)| format!("{label}: {n}")).collect();
                 if !parts.is_empty() {
@@ -568,8 +620,25 @@ impl fmt::Display for SoakReport {
                 .collect();
             writeln!(f, "  5xx explained by a fault: {}", parts.join("; "))?;
         }
+        writeln!(f, "  cancels sent for an order listed as pending (racing its payment): {}", self.cancels_of_pending)?;
         writeln!(f, "  stored: {}", self.stored)?;
         writeln!(f, "  service logs: {}", self.log_dir.display())?;
         write!(f, "{}", invariants::Grouped(&self.violations))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_goes_to_the_newest_pending_order_else_the_drawn_one() {
+        let listed = |s: &[(i64, &str)]| s.iter().map(|(id, st)| (*id, st.to_string())).collect::<Vec<_>>();
+        let orders = listed(&[(9, "paid"), (8, "pending"), (7, "pending"), (6, "rejected")]);
+        assert_eq!(order_to_cancel(&orders, 3), Some((8, true)));
+        let orders = listed(&[(9, "paid"), (8, "cancelled"), (7, "rejected")]);
+        assert_eq!(order_to_cancel(&orders, 1), Some((8, false)));
+        assert_eq!(order_to_cancel(&orders, 3), Some((7, false)));
+        assert_eq!(order_to_cancel(&[], 0), None);
     }
 }

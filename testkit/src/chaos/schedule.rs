@@ -99,8 +99,6 @@ impl Iterator for FaultSchedule {
 }
 
 /// What a client asks for next. Users are indices into the soak's users.
-/// (Cancelling an order will be one more variant here, drawn with its own
-/// weight, once the services have it.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     Deposit {
@@ -114,13 +112,22 @@ pub enum Operation {
     /// A new user (not used for money afterwards: the money users are fixed,
     /// so the plan does not depend on timing).
     Register,
+    /// Cancel one of the user's orders, found by listing them: the newest
+    /// still `pending` (its payment in flight, placed by another client:
+    /// the cancel races it), else the `recent`-th newest (fewer: the
+    /// oldest). Which order that is depends on timing: the one part of a
+    /// client's plan that does.
+    Cancel {
+        user: usize,
+        recent: usize,
+    },
 }
 
 /// The mix of operations and their amounts (kopecks).
 #[derive(Debug, Clone)]
 pub struct OperationMix {
-    /// Relative weights of deposit, order, register.
-    pub weights: [u32; 3],
+    /// Relative weights of deposit, order, register, cancel.
+    pub weights: [u32; 4],
     pub deposit: RangeInclusive<i64>,
     /// Prices run above what a deposit brings, so a good share is rejected.
     pub price: RangeInclusive<i64>,
@@ -133,7 +140,7 @@ pub struct OperationMix {
 impl Default for OperationMix {
     fn default() -> Self {
         OperationMix {
-            weights: [35, 60, 5],
+            weights: [30, 55, 5, 10],
             deposit: 100..=20_000,
             price: 100..=30_000,
             pause_ms: 0..=20,
@@ -169,7 +176,8 @@ impl ClientPlan {
                 amount: self.rng.i64(self.mix.deposit.clone()),
             },
             1 => Operation::Order { user: self.rng.usize(..self.users), price: self.rng.i64(self.mix.price.clone()) },
-            _ => Operation::Register,
+            2 => Operation::Register,
+            _ => Operation::Cancel { user: self.rng.usize(..self.users), recent: self.rng.usize(..4) },
         }
     }
 
@@ -245,12 +253,15 @@ mod tests {
         let ops: Vec<Operation> = (0..10_000).map(|_| plan.next_operation()).collect();
         let orders = ops.iter().filter(|o| matches!(o, Operation::Order { .. })).count();
         let deposits = ops.iter().filter(|o| matches!(o, Operation::Deposit { .. })).count();
-        assert!((5_500..6_500).contains(&orders), "{orders} orders of 10000");
-        assert!((3_000..4_000).contains(&deposits), "{deposits} deposits of 10000");
+        let cancels = ops.iter().filter(|o| matches!(o, Operation::Cancel { .. })).count();
+        assert!((5_000..6_000).contains(&orders), "{orders} orders of 10000");
+        assert!((2_500..3_500).contains(&deposits), "{deposits} deposits of 10000");
+        assert!((700..1_300).contains(&cancels), "{cancels} cancels of 10000");
         assert!(ops.iter().all(|o| match o {
             Operation::Deposit { user, amount } => *user < 30 && (100..=20_000).contains(amount),
             Operation::Order { user, price } => *user < 30 && (100..=30_000).contains(price),
             Operation::Register => true,
+            Operation::Cancel { user, recent } => *user < 30 && *recent < 4,
         }));
     }
 }
