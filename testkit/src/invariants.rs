@@ -1033,13 +1033,7 @@ mod tests {
         // What issue 15's defect 6 leaves behind: a withdrawal and a decline
         // under one reference, the order rejected, the balance short.
         let (mut s, e) = settled();
-        s.ledger.push(EntryRow {
-            id: 4,
-            user_id: 1,
-            kind: "withdrawal".into(),
-            amount: 900,
-            reference: Some("order-11".into()),
-        });
+        s.ledger.push(withdrawal(4, 900, 11));
         s.accounts[0].balance -= 900;
         let found = names(&check(&s, &e));
         for want in ["rejected-not-charged", "one-outcome-per-reference", "balance-is-deposits-less-paid"] {
@@ -1062,13 +1056,7 @@ mod tests {
     fn a_double_charge_is_caught() {
         let (mut s, e) = settled();
         s.ledger[1].reference = Some("order-10".into());
-        s.ledger.push(EntryRow {
-            id: 5,
-            user_id: 1,
-            kind: "withdrawal".into(),
-            amount: 300,
-            reference: Some("order-10".into()),
-        });
+        s.ledger.push(withdrawal(5, 300, 10));
         s.accounts[0].balance -= 300;
         let found = names(&check(&s, &e));
         assert!(found.contains("paid-charged-once") && found.contains("one-outcome-per-reference"), "{found:?}");
@@ -1171,6 +1159,11 @@ mod tests {
         assert_eq!(check(&s, &e), vec![]);
     }
 
+    /// User 1's entries under an order's references.
+    fn withdrawal(id: i64, amount: i64, order: i64) -> EntryRow {
+        EntryRow { id, user_id: 1, kind: "withdrawal".into(), amount, reference: Some(payment_reference(order)) }
+    }
+
     fn refund(id: i64, amount: i64, order: i64) -> EntryRow {
         EntryRow { id, user_id: 1, kind: "refund".into(), amount, reference: Some(refund_reference(order)) }
     }
@@ -1203,13 +1196,7 @@ mod tests {
     #[test]
     fn a_payment_that_lands_after_the_void_is_caught() {
         let (mut s, e) = settled();
-        s.ledger.push(EntryRow {
-            id: 9,
-            user_id: 1,
-            kind: "withdrawal".into(),
-            amount: 400,
-            reference: Some("order-21".into()),
-        });
+        s.ledger.push(withdrawal(9, 400, 21));
         s.accounts[0].balance -= 400;
         let found = names(&check(&s, &e));
         for want in ["cancelled-net-zero", "one-outcome-per-reference", "balance-is-deposits-less-paid"] {
