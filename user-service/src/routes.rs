@@ -5,7 +5,7 @@ use actix_web::web::{self, Json, Path};
 use serde::{Deserialize, Serialize};
 use service_kit::body::JsonObject;
 use service_kit::idempotency::{KeyHeader, StoredResponse};
-use service_kit::ids::Id;
+use service_kit::ids::{Id, IdRefusal};
 use service_kit::problem::{BodyRefusals, MalformedBody, ProblemType};
 use service_kit::{Problem, time};
 use utoipa::ToSchema;
@@ -165,17 +165,12 @@ pub fn answer_for(user: &User) -> StoredResponse {
     }
 }
 
-/// What reading a user answers, to the user and to a service alike.
+/// What reading a user answers, to the user and to a service alike (a bad
+/// id: [`IdRefusal`]).
 #[derive(utoipa::IntoResponses)]
 pub enum UserAnswers {
     #[response(status = 200, description = "The user")]
     Found(UserBody),
-    #[response(
-        status = 400,
-        description = "The id is not a positive 64-bit integer",
-        content_type = "application/problem+json"
-    )]
-    NotAnId(Problem),
     #[response(status = 404, description = "No such user", content_type = "application/problem+json")]
     NotFound(Problem),
 }
@@ -190,7 +185,7 @@ pub enum UserAnswers {
     operation_id = "get_user",
     tag = "users",
     params(("id" = i64, Path, minimum = 1, example = 1, description = "The user's id")),
-    responses(UserAnswers)
+    responses(UserAnswers, IdRefusal)
 )]
 pub async fn get_user(users: web::Data<Users>, id: Path<Id>) -> Result<Json<UserBody>, UserError> {
     Ok(Json(users.find(id.into_inner().get()).await?.into()))
@@ -207,7 +202,7 @@ pub async fn get_user(users: web::Data<Users>, id: Path<Id>) -> Result<Json<User
     operation_id = "get_user_internal",
     tag = "users",
     params(("id" = i64, Path, minimum = 1, example = 1, description = "The user's id")),
-    responses(UserAnswers)
+    responses(UserAnswers, IdRefusal)
 )]
 pub async fn get_user_internal(users: web::Data<Users>, id: Path<Id>) -> Result<Json<UserBody>, UserError> {
     // The same answer as a user's own read; only who may ask differs.
