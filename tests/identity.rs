@@ -224,6 +224,9 @@ async fn passwords_and_sign_ins(backend: Backend) {
 
     let unknown = users.post("/users/tokens", json!({ "username": unique("nobody_"), "password": PASSWORD })).await;
     let wrong = users.post("/users/tokens", json!({ "username": name, "password": "not the password" })).await;
+    // A name no user can have (a NUL: PostgreSQL refuses it in text) is an unknown user.
+    let impossible = users.post("/users/tokens", json!({ "username": "nul\u{0}name", "password": "" })).await;
+    impossible.assert_problem(401);
     assert_eq!(unknown.assert_problem(401), "invalid-credentials");
     assert_eq!(wrong.assert_problem(401), "invalid-credentials");
     for field in ["type", "title", "status", "detail"] {

@@ -89,10 +89,11 @@ fn window_start(now: NaiveDateTime) -> NaiveDateTime {
 
 impl SignIn {
     pub async fn sign_in(&self, username: &str, password: String) -> Result<IssuedToken, SignInError> {
-        // Usernames are ASCII and compared case-insensitively; a longer one
-        // cannot exist (and would not fit the counter's column).
+        // Usernames are ASCII and compared case-insensitively; a longer one,
+        // or one with a control character, cannot exist (and would not fit
+        // the counter's column; PostgreSQL refuses a NUL in text outright).
         let key = username.to_lowercase();
-        if key.chars().count() > 64 {
+        if key.chars().count() > 64 || key.chars().any(char::is_control) {
             return Err(SignInError::InvalidCredentials);
         }
         let now = time::now();
